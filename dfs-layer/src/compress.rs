@@ -1,0 +1,133 @@
+//! Per-block compression and the on-disk block trailer.
+//!
+//! A stored block is `contents | type: u8 | crc32: u32 LE`, where the crc32 (IEEE, as
+//! computed by `crc32fast`) covers `contents` and `type`. For `type` 0 the contents are the
+//! raw block; for lz4 (1) and zstd (2) they are `raw_len: varint | compressed bytes`.
+
+use bytes::Bytes;
+
+use crate::coding::{get_u32, get_varint, put_varint};
+use crate::error::{Error, Result};
+
+/// Size of the trailer after every stored block.
+pub const BLOCK_TRAILER_LEN: usize = 5;
+
+/// Largest uncompressed block a decoder will allocate for; bigger claims are corruption.
+pub const MAX_RAW_BLOCK: u64 = 64 << 20;
+
+/// Block compression codec.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+pub enum Compression {
+    /// Stored as is.
+    None,
+    /// lz4 block format (`lz4_flex`): fast, modest ratio.
+    #[default]
+    Lz4,
+    /// zstd at level 3: slower, better ratio (good for the bottom levels).
+    Zstd,
+}
+
+impl Compression {
+    fn tag(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Lz4 => 1,
+            Compression::Zstd => 2,
+        }
+    }
+}
+
+/// Compresses `raw` with `c` and appends the stored form (contents and trailer) to `dst`.
+/// Falls back to no compression when compressing does not save at least 1/8.
+pub fn encode_block(dst: &mut Vec<u8>, raw: &[u8], c: Compression) {
+    let start = dst.len();
+    let mut tag = c.tag();
+    match c {
+        Compression::None => dst.extend_from_slice(raw),
+        Compression::Lz4 | Compression::Zstd => {
+            put_varint(dst, raw.len() as u64);
+            let compressed = match c {
+                Compression::Lz4 => lz4_flex::block::compress(raw),
+                _ => zstd::bulk::compress(raw, 3).unwrap_or_else(|_| raw.to_vec()),
+            };
+            if compressed.len() + compressed.len() / 8 >= raw.len() {
+                dst.truncate(start);
+                dst.extend_from_slice(raw);
+                tag = 0;
+            } else {
+                dst.extend_from_slice(&compressed);
+            }
+        }
+    }
+    dst.push(tag);
+    let crc = crc32fast::hash(&dst[start..]);
+    dst.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Verifies the trailer of a stored block and returns its uncompressed contents.
+/// Errors are [`Error::Corruption`] with an empty file name; callers add it with
+/// [`Error::in_file`].
+pub fn decode_block(stored: &Bytes) -> Result<Bytes> {
+    let n = stored
+        .len()
+        .checked_sub(BLOCK_TRAILER_LEN)
+        .ok_or_else(|| Error::corruption("", "block shorter than its trailer"))?;
+    let want = get_u32(stored, n + 1).unwrap_or(0);
+    if crc32fast::hash(&stored[..n + 1]) != want {
+        return Err(Error::corruption("", "block checksum mismatch"));
+    }
+    let contents = stored.slice(..n);
+    match stored[n] {
+        0 => Ok(contents),
+        t @ (1 | 2) => {
+            let (raw_len, used) = get_varint(&contents)
+                .ok_or_else(|| Error::corruption("", "bad compressed block length"))?;
+            if raw_len > MAX_RAW_BLOCK {
+                return Err(Error::corruption("", "compressed block claims a huge size"));
+            }
+            let body = &contents[used..];
+            let raw = if t == 1 {
+                lz4_flex::block::decompress(body, raw_len as usize)
+                    .map_err(|e| Error::corruption("", format!("lz4: {e}")))?
+            } else {
+                zstd::bulk::decompress(body, raw_len as usize)
+                    .map_err(|e| Error::corruption("", format!("zstd: {e}")))?
+            };
+            if raw.len() as u64 != raw_len {
+                return Err(Error::corruption(
+                    "",
+                    "decompressed block has the wrong size",
+                ));
+            }
+            Ok(Bytes::from(raw))
+        }
+        t => Err(Error::corruption(
+            "",
+            format!("unknown compression type {t}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_each_codec_and_detect_flips() {
+        let raw: Vec<u8> = (0..4000u32).flat_map(|i| (i % 97).to_le_bytes()).collect();
+        for c in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let mut stored = Vec::new();
+            encode_block(&mut stored, &raw, c);
+            let stored = Bytes::from(stored);
+            assert_eq!(decode_block(&stored).unwrap(), Bytes::from(raw.clone()));
+            for i in [0, stored.len() / 2, stored.len() - 1] {
+                let mut bad = stored.to_vec();
+                bad[i] ^= 0x40;
+                assert!(decode_block(&Bytes::from(bad)).unwrap_err().is_corruption());
+            }
+        }
+        assert!(decode_block(&Bytes::from_static(b"abc")).is_err());
+    }
+}

@@ -1,0 +1,35 @@
+//! Strata's bottom tier: the storage trait and its `object_store` backends, immutable table
+//! files, the block cache, the manifest, and leveled compaction.
+#![deny(missing_docs)]
+
+mod block;
+mod bloom;
+mod cache;
+#[doc(hidden)]
+pub mod coding;
+mod compress;
+mod error;
+mod iter;
+pub mod key;
+mod storage;
+mod table;
+
+pub use cache::{BlockCache, CacheSnapshot};
+pub use compress::Compression;
+pub use error::{Error, Result};
+pub use iter::{InternalIterator, MergingIterator, VecIter};
+pub use key::{SeqNo, ValueKind, MAX_SEQ};
+pub use storage::{read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage};
+pub use table::{
+    TableBuildOptions, TableBuilder, TableIter, TableProperties, TableReader, FOOTER_LEN,
+    TABLE_FORMAT_VERSION, TABLE_MAGIC,
+};
+
+/// Building blocks shared with the upper layers, fuzz targets and benches. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::block::{Block, BlockBuilder, BlockIter};
+    pub use crate::bloom::{hash64, may_contain, may_contain_hash, BloomBuilder};
+    pub use crate::compress::{decode_block, encode_block, BLOCK_TRAILER_LEN};
+    pub use crate::table::Footer;
+}

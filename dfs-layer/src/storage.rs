@@ -1,0 +1,322 @@
+//! The narrow storage trait every Strata file goes through, and its implementations over
+//! `object_store`: a local directory (the embedded default), in-memory (tests) and
+//! S3-compatible object storage.
+//!
+//! Contract of [`Storage`]:
+//! - objects are written whole and are immutable once written; a `put` that returns `Ok` is
+//!   complete, one that fails leaves either no object or the previous one (never a prefix);
+//! - `read` returns exactly the requested range or an error, never a partial read;
+//! - every method is safe to call concurrently from many threads;
+//! - paths are `/`-separated and relative to the store's root.
+//!
+//! The async `object_store` API stays inside this module: [`ObjectStorage`] owns a small
+//! tokio runtime and blocks on it, so callers must not call it from inside an async runtime.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::error::{Error, Result};
+
+/// How the caller intends to read after this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadHint {
+    /// A point lookup: fetch exactly the range.
+    #[default]
+    Random,
+    /// A sequential scan follows: the caller asks for `ahead` bytes beyond the range to be
+    /// fetched in the same request. [`read_with_hint`] implements this for every backend.
+    Sequential {
+        /// Bytes past the requested range worth fetching now.
+        ahead: u64,
+    },
+}
+
+/// An object's path and size, as returned by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the store's root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A store of immutable objects. See the module documentation for the contract.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Writes the whole object at `path`, replacing any previous one atomically.
+    fn put(&self, path: &str, data: Bytes) -> Result<()>;
+    /// Reads exactly `range` of the object; an out-of-range request is an error.
+    fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes>;
+    /// Reads the whole object.
+    fn read_all(&self, path: &str) -> Result<Bytes>;
+    /// Lists objects whose path starts with `prefix` (a directory-like prefix ending in `/`,
+    /// or empty for everything), sorted by path.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Deletes the object; deleting a missing object is not an error.
+    fn delete(&self, path: &str) -> Result<()>;
+    /// Size of the object in bytes.
+    fn size(&self, path: &str) -> Result<u64>;
+    /// True if the store is remote (reads cost a network round trip); the engine enables the
+    /// block cache's local-disk tier only for remote stores.
+    fn is_remote(&self) -> bool {
+        false
+    }
+}
+
+/// Reads `range` of `path`, fetching up to `hint`'s read-ahead beyond it in the same request
+/// (clamped to `object_size`). Returns the bytes fetched, which start at `range.start`.
+pub fn read_with_hint(
+    storage: &dyn Storage,
+    path: &str,
+    range: Range<u64>,
+    object_size: u64,
+    hint: ReadHint,
+) -> Result<Bytes> {
+    let end = match hint {
+        ReadHint::Random => range.end,
+        ReadHint::Sequential { ahead } => range.end.saturating_add(ahead).min(object_size),
+    };
+    storage.read(path, range.start..end.max(range.end))
+}
+
+/// S3-compatible object storage settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct S3Settings {
+    /// Endpoint URL, e.g. `http://127.0.0.1:18333`; `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// Bucket name.
+    pub bucket: String,
+    /// Region, e.g. `us-east-1`.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Allow plain `http://` endpoints (test servers).
+    pub allow_http: bool,
+    /// Key prefix inside the bucket under which this store lives.
+    pub prefix: String,
+}
+
+impl S3Settings {
+    /// Reads settings from `STRATA_S3_ENDPOINT`, `STRATA_S3_BUCKET`, `STRATA_S3_REGION`,
+    /// `STRATA_S3_ACCESS_KEY_ID` and `STRATA_S3_SECRET_ACCESS_KEY`; `None` if the endpoint or
+    /// bucket is unset. Plain HTTP is allowed for `http://` endpoints.
+    pub fn from_env(prefix: &str) -> Option<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let endpoint = var("STRATA_S3_ENDPOINT")?;
+        Some(S3Settings {
+            allow_http: endpoint.starts_with("http://"),
+            endpoint: Some(endpoint),
+            bucket: var("STRATA_S3_BUCKET")?,
+            region: var("STRATA_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            access_key_id: var("STRATA_S3_ACCESS_KEY_ID").unwrap_or_default(),
+            secret_access_key: var("STRATA_S3_SECRET_ACCESS_KEY").unwrap_or_default(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+/// [`Storage`] over any `object_store` backend.
+pub struct ObjectStorage {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    remote: bool,
+    description: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl fmt::Debug for ObjectStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl ObjectStorage {
+    fn with_store(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        remote: bool,
+        description: String,
+    ) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("strata-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the I/O runtime", e))?;
+        let prefix = prefix.trim_matches('/').to_string();
+        Ok(ObjectStorage {
+            store,
+            prefix,
+            remote,
+            description,
+            runtime,
+        })
+    }
+
+    /// A local directory, created if missing. This is the embedded default.
+    pub fn local(dir: impl AsRef<FsPath>) -> Result<Self> {
+        let dir: PathBuf = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?
+            .with_automatic_cleanup(true);
+        Self::with_store(
+            Arc::new(store),
+            "",
+            false,
+            format!("local directory {}", dir.display()),
+        )
+    }
+
+    /// A fresh in-memory store (for tests); its contents vanish when it is dropped.
+    pub fn memory() -> Result<Self> {
+        Self::with_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            "",
+            false,
+            "in-memory store".to_string(),
+        )
+    }
+
+    /// An S3-compatible object store. Requests are path-style.
+    pub fn s3(settings: &S3Settings) -> Result<Self> {
+        let mut b = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(&settings.secret_access_key)
+            .with_allow_http(settings.allow_http)
+            .with_virtual_hosted_style_request(false);
+        if let Some(ep) = &settings.endpoint {
+            b = b.with_endpoint(ep);
+        }
+        let store = b
+            .build()
+            .map_err(|e| Error::invalid(format!("S3 settings: {e}")))?;
+        let desc = format!(
+            "s3 bucket {} at {}",
+            settings.bucket,
+            settings.endpoint.as_deref().unwrap_or("aws")
+        );
+        Self::with_store(Arc::new(store), &settings.prefix, true, desc)
+    }
+
+    fn full_path(&self, path: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(path)
+        } else {
+            Path::from(format!("{}/{}", self.prefix, path))
+        }
+    }
+
+    fn map_err(&self, op: &str, path: &str, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. } => Error::NotFound(path.to_string()),
+            other => Error::io(format!("{op} {path} on {}", self.description), other),
+        }
+    }
+}
+
+impl Storage for ObjectStorage {
+    fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        let p = self.full_path(path);
+        self.runtime
+            .block_on(self.store.put(&p, data.into()))
+            .map(|_| ())
+            .map_err(|e| self.map_err("put", path, e))
+    }
+
+    fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        if range.start > range.end {
+            return Err(Error::invalid(format!("bad range {range:?} for {path}")));
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let want = range.end - range.start;
+        let p = self.full_path(path);
+        let got = self
+            .runtime
+            .block_on(self.store.get_range(&p, range.clone()))
+            .map_err(|e| self.map_err("read", path, e))?;
+        if got.len() as u64 != want {
+            return Err(Error::io(
+                format!("read {path} {range:?}"),
+                format!("short read: {} of {want} bytes", got.len()),
+            ));
+        }
+        Ok(got)
+    }
+
+    fn read_all(&self, path: &str) -> Result<Bytes> {
+        let p = self.full_path(path);
+        self.runtime
+            .block_on(async { self.store.get(&p).await?.bytes().await })
+            .map_err(|e| self.map_err("read", path, e))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        // object_store lists by path segment; list the enclosing directory and filter by the
+        // raw string prefix so that `prefix` may also end in a partial file name.
+        let dir = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let root = if dir.is_empty() && self.prefix.is_empty() {
+            None
+        } else {
+            Some(self.full_path(dir))
+        };
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(self.store.list(root.as_ref()).try_collect())
+            .map_err(|e| self.map_err("list", prefix, e))?;
+        let mut out: Vec<ObjectInfo> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let loc = m.location.to_string();
+                let rel = loc.get(strip..)?;
+                rel.starts_with(prefix).then(|| ObjectInfo {
+                    path: rel.to_string(),
+                    size: m.size,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        let p = self.full_path(path);
+        match self.runtime.block_on(self.store.delete(&p)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.map_err("delete", path, e)),
+        }
+    }
+
+    fn size(&self, path: &str) -> Result<u64> {
+        let p = self.full_path(path);
+        self.runtime
+            .block_on(self.store.head(&p))
+            .map(|m| m.size)
+            .map_err(|e| self.map_err("head", path, e))
+    }
+
+    fn is_remote(&self) -> bool {
+        self.remote
+    }
+}
