@@ -1,0 +1,173 @@
+//! Collapsing the versions of one user key: used by compaction and by every tier that
+//! rewrites data (chunk packing, flushes).
+//!
+//! Live snapshots split a key's history into *stripes*: versions visible to the same set of
+//! snapshots. Within a stripe only the newest version can be observed, so older ones are
+//! dropped, except that merge operands fold onto the versions below them in the same stripe.
+//! At the bottom of the tree (nothing older can exist) a trailing tombstone is dropped and a
+//! trailing merge becomes a plain value.
+
+use bytes::Bytes;
+
+use crate::key::{SeqNo, ValueKind};
+use crate::merge::MergeOperator;
+
+/// One version of a key: (sequence number, kind, value).
+pub type KeyVersion = (SeqNo, ValueKind, Bytes);
+
+/// What [`collapse`] needs to know.
+#[derive(Clone, Copy)]
+pub struct CollapseContext<'a> {
+    /// Live snapshot sequence numbers, ascending.
+    pub snapshots: &'a [SeqNo],
+    /// The table's merge operator, if any.
+    pub merge: Option<&'a dyn MergeOperator>,
+    /// True if no older version of any key can exist below the output.
+    pub bottommost: bool,
+}
+
+fn stripe(snapshots: &[SeqNo], seq: SeqNo) -> usize {
+    snapshots.partition_point(|&s| s < seq)
+}
+
+/// Collapses `versions` (newest first, as read from a merged stream; duplicates of the same
+/// sequence number allowed) into the versions that must be kept, newest first.
+pub fn collapse(versions: &[KeyVersion], cx: CollapseContext<'_>) -> Vec<KeyVersion> {
+    let mut out: Vec<KeyVersion> = Vec::new();
+    let mut i = 0;
+    let mut last_seq = None;
+    while i < versions.len() {
+        let (seq, kind, ref value) = versions[i];
+        if last_seq == Some(seq) {
+            i += 1;
+            continue;
+        }
+        let s = stripe(cx.snapshots, seq);
+        // Find the end of this stripe.
+        let mut j = i + 1;
+        while j < versions.len() && stripe(cx.snapshots, versions[j].0) == s {
+            j += 1;
+        }
+        let kept = match (kind, cx.merge) {
+            (ValueKind::Merge, Some(op)) => {
+                let mut acc = value.to_vec();
+                let mut result_kind = ValueKind::Merge;
+                let mut prev = seq;
+                for &(oseq, okind, ref ov) in &versions[i + 1..j] {
+                    if oseq == prev {
+                        continue;
+                    }
+                    prev = oseq;
+                    match okind {
+                        ValueKind::Merge => acc = op.merge(Some(ov), &acc),
+                        ValueKind::Put => {
+                            acc = op.merge(Some(ov), &acc);
+                            result_kind = ValueKind::Put;
+                            break;
+                        }
+                        ValueKind::Delete => {
+                            acc = op.merge(None, &acc);
+                            result_kind = ValueKind::Put;
+                            break;
+                        }
+                    }
+                }
+                (seq, result_kind, Bytes::from(acc))
+            }
+            _ => (seq, kind, value.clone()),
+        };
+        out.push(kept);
+        last_seq = Some(versions[j - 1].0);
+        i = j;
+    }
+    if cx.bottommost {
+        match out.last() {
+            Some((_, ValueKind::Delete, _)) => {
+                out.pop();
+            }
+            Some((seq, ValueKind::Merge, v)) => {
+                if let Some(op) = cx.merge {
+                    let merged = Bytes::from(op.merge(None, v));
+                    let seq = *seq;
+                    out.pop();
+                    out.push((seq, ValueKind::Put, merged));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::AppendOperator;
+
+    fn v(seq: SeqNo, kind: ValueKind, s: &str) -> KeyVersion {
+        (seq, kind, Bytes::from(s.to_string()))
+    }
+
+    const APPEND: AppendOperator = AppendOperator {
+        delimiter: Some(b','),
+    };
+
+    fn cx(snapshots: &[SeqNo], bottommost: bool) -> CollapseContext<'_> {
+        CollapseContext {
+            snapshots,
+            merge: Some(&APPEND),
+            bottommost,
+        }
+    }
+
+    #[test]
+    fn keeps_only_newest_without_snapshots() {
+        let vs = [v(9, ValueKind::Put, "c"), v(5, ValueKind::Put, "b"), v(2, ValueKind::Delete, "")];
+        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(9, ValueKind::Put, "c")]);
+    }
+
+    #[test]
+    fn snapshots_keep_their_visible_version() {
+        let vs = [v(9, ValueKind::Put, "c"), v(5, ValueKind::Put, "b"), v(2, ValueKind::Put, "a")];
+        assert_eq!(
+            collapse(&vs, cx(&[6], false)),
+            vec![v(9, ValueKind::Put, "c"), v(5, ValueKind::Put, "b")]
+        );
+    }
+
+    #[test]
+    fn merges_fold_within_a_stripe_and_resolve_at_bottom() {
+        let vs = [
+            v(9, ValueKind::Merge, "d"),
+            v(8, ValueKind::Merge, "c"),
+            v(5, ValueKind::Put, "b"),
+        ];
+        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(9, ValueKind::Put, "b,c,d")]);
+        assert_eq!(
+            collapse(&vs, cx(&[8], false)),
+            vec![v(9, ValueKind::Merge, "d"), v(8, ValueKind::Put, "b,c")]
+        );
+        let ops = [v(9, ValueKind::Merge, "d"), v(8, ValueKind::Merge, "c")];
+        assert_eq!(collapse(&ops, cx(&[], false)), vec![v(9, ValueKind::Merge, "c,d")]);
+        assert_eq!(collapse(&ops, cx(&[], true)), vec![v(9, ValueKind::Put, "c,d")]);
+        let del = [v(9, ValueKind::Merge, "d"), v(8, ValueKind::Delete, "")];
+        assert_eq!(collapse(&del, cx(&[], false)), vec![v(9, ValueKind::Put, "d")]);
+    }
+
+    #[test]
+    fn bottommost_drops_trailing_tombstone_only() {
+        let vs = [v(9, ValueKind::Delete, ""), v(5, ValueKind::Put, "b")];
+        assert_eq!(collapse(&vs, cx(&[], true)), vec![]);
+        assert_eq!(
+            collapse(&vs, cx(&[6], true)),
+            vec![v(9, ValueKind::Delete, ""), v(5, ValueKind::Put, "b")]
+        );
+        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(9, ValueKind::Delete, "")]);
+    }
+
+    #[test]
+    fn duplicate_sequence_numbers_are_kept_once() {
+        let vs = [v(5, ValueKind::Merge, "x"), v(5, ValueKind::Merge, "x"), v(3, ValueKind::Put, "a")];
+        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(5, ValueKind::Put, "a,x")]);
+    }
+}

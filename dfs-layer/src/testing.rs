@@ -1,0 +1,157 @@
+//! Test utilities for every layer: the storage conformance suite and a storage wrapper that
+//! injects failures. Not part of the stable API.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::storage::{ObjectInfo, Storage};
+
+/// Runs the [`Storage`] contract checks against `s` under the path prefix `root` (which
+/// should be unique per run). Panics with a description on the first violation.
+pub fn storage_conformance(s: &dyn Storage, root: &str) {
+    let p = |name: &str| format!("{root}/{name}");
+    let data = Bytes::from((0..100_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>());
+    // write, whole read, size
+    s.put(&p("a/one"), data.clone()).expect("put");
+    assert_eq!(s.read_all(&p("a/one")).expect("read_all"), data, "read_all");
+    assert_eq!(s.size(&p("a/one")).expect("size"), data.len() as u64, "size");
+    // ranged reads: exact bytes, never partial
+    for r in [0..1u64, 5..4096, 399_000..400_000, 123..123] {
+        let got = s.read(&p("a/one"), r.clone()).expect("ranged read");
+        assert_eq!(got, data.slice(r.start as usize..r.end as usize), "range {r:?}");
+    }
+    assert!(
+        s.read(&p("a/one"), 399_000..400_001).is_err(),
+        "a read past the end must fail, not return a short buffer"
+    );
+    // overwrite replaces atomically
+    s.put(&p("a/two"), Bytes::from_static(b"first")).expect("put");
+    s.put(&p("a/two"), Bytes::from_static(b"second")).expect("overwrite");
+    assert_eq!(s.read_all(&p("a/two")).unwrap(), Bytes::from_static(b"second"));
+    s.put(&p("b/three"), Bytes::from_static(b"3")).expect("put");
+    // list by prefix, sorted, with sizes
+    let listed: Vec<ObjectInfo> = s.list(&p("a/")).expect("list");
+    assert_eq!(
+        listed,
+        vec![
+            ObjectInfo {
+                path: p("a/one"),
+                size: data.len() as u64
+            },
+            ObjectInfo {
+                path: p("a/two"),
+                size: 6
+            },
+        ],
+        "list a/"
+    );
+    assert_eq!(s.list(&p("a/t")).unwrap().len(), 1, "partial-name prefix");
+    assert_eq!(s.list(&p("zzz/")).unwrap(), vec![], "empty prefix listing");
+    // missing objects
+    for e in [
+        s.read_all(&p("missing")).unwrap_err(),
+        s.read(&p("missing"), 0..1).unwrap_err(),
+        s.size(&p("missing")).unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::NotFound(_)), "missing object gives NotFound, got {e:?}");
+    }
+    // delete, and deleting a missing object is fine
+    s.delete(&p("a/two")).expect("delete");
+    s.delete(&p("a/two")).expect("delete again");
+    assert_eq!(s.list(&p("a/")).unwrap().len(), 1);
+    // concurrent ranged reads from several threads
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let data = data.clone();
+            let path = p("a/one");
+            scope.spawn(move || {
+                for i in 0..25u64 {
+                    let start = (t * 7919 + i * 3203) % 390_000;
+                    let got = s.read(&path, start..start + 1000).expect("concurrent read");
+                    assert_eq!(got, data.slice(start as usize..start as usize + 1000));
+                }
+            });
+        }
+    });
+    for o in s.list(&format!("{root}/")).unwrap() {
+        s.delete(&o.path).unwrap();
+    }
+    assert!(s.list(&format!("{root}/")).unwrap().is_empty(), "cleanup");
+}
+
+/// Wraps a store and fails writes on demand, to test that failures poison instead of
+/// corrupting.
+#[derive(Debug)]
+pub struct FaultyStorage {
+    inner: Arc<dyn Storage>,
+    fail_prefix: Mutex<Option<String>>,
+    puts: AtomicU64,
+    fail_after_puts: AtomicU64,
+}
+
+impl FaultyStorage {
+    /// Wraps `inner`; no faults until one is armed.
+    pub fn new(inner: Arc<dyn Storage>) -> Self {
+        FaultyStorage {
+            inner,
+            fail_prefix: Mutex::new(None),
+            puts: AtomicU64::new(0),
+            fail_after_puts: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Every put to a path starting with `prefix` fails from now on.
+    pub fn fail_puts_under(&self, prefix: &str) {
+        *self.fail_prefix.lock() = Some(prefix.to_string());
+    }
+
+    /// Stops injecting faults.
+    pub fn heal(&self) {
+        *self.fail_prefix.lock() = None;
+        self.fail_after_puts.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Number of successful puts so far.
+    pub fn puts(&self) -> u64 {
+        self.puts.load(Ordering::SeqCst)
+    }
+}
+
+impl Storage for FaultyStorage {
+    fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        if let Some(p) = &*self.fail_prefix.lock() {
+            if path.starts_with(p.as_str()) {
+                return Err(Error::io(format!("put {path}"), "injected failure"));
+            }
+        }
+        if self.puts.load(Ordering::SeqCst) >= self.fail_after_puts.load(Ordering::SeqCst) {
+            return Err(Error::io(format!("put {path}"), "injected failure"));
+        }
+        self.inner.put(path, data)?;
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        self.inner.read(path, range)
+    }
+    fn read_all(&self, path: &str) -> Result<Bytes> {
+        self.inner.read_all(path)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, path: &str) -> Result<()> {
+        self.inner.delete(path)
+    }
+    fn size(&self, path: &str) -> Result<u64> {
+        self.inner.size(path)
+    }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
+}
