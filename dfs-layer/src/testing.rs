@@ -15,24 +15,41 @@ use crate::storage::{ObjectInfo, Storage};
 /// should be unique per run). Panics with a description on the first violation.
 pub fn storage_conformance(s: &dyn Storage, root: &str) {
     let p = |name: &str| format!("{root}/{name}");
-    let data = Bytes::from((0..100_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>());
+    let data = Bytes::from(
+        (0..100_000u32)
+            .flat_map(|i| i.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
     // write, whole read, size
     s.put(&p("a/one"), data.clone()).expect("put");
     assert_eq!(s.read_all(&p("a/one")).expect("read_all"), data, "read_all");
-    assert_eq!(s.size(&p("a/one")).expect("size"), data.len() as u64, "size");
+    assert_eq!(
+        s.size(&p("a/one")).expect("size"),
+        data.len() as u64,
+        "size"
+    );
     // ranged reads: exact bytes, never partial
     for r in [0..1u64, 5..4096, 399_000..400_000, 123..123] {
         let got = s.read(&p("a/one"), r.clone()).expect("ranged read");
-        assert_eq!(got, data.slice(r.start as usize..r.end as usize), "range {r:?}");
+        assert_eq!(
+            got,
+            data.slice(r.start as usize..r.end as usize),
+            "range {r:?}"
+        );
     }
     assert!(
         s.read(&p("a/one"), 399_000..400_001).is_err(),
         "a read past the end must fail, not return a short buffer"
     );
     // overwrite replaces atomically
-    s.put(&p("a/two"), Bytes::from_static(b"first")).expect("put");
-    s.put(&p("a/two"), Bytes::from_static(b"second")).expect("overwrite");
-    assert_eq!(s.read_all(&p("a/two")).unwrap(), Bytes::from_static(b"second"));
+    s.put(&p("a/two"), Bytes::from_static(b"first"))
+        .expect("put");
+    s.put(&p("a/two"), Bytes::from_static(b"second"))
+        .expect("overwrite");
+    assert_eq!(
+        s.read_all(&p("a/two")).unwrap(),
+        Bytes::from_static(b"second")
+    );
     s.put(&p("b/three"), Bytes::from_static(b"3")).expect("put");
     // list by prefix, sorted, with sizes
     let listed: Vec<ObjectInfo> = s.list(&p("a/")).expect("list");
@@ -58,7 +75,10 @@ pub fn storage_conformance(s: &dyn Storage, root: &str) {
         s.read(&p("missing"), 0..1).unwrap_err(),
         s.size(&p("missing")).unwrap_err(),
     ] {
-        assert!(matches!(e, Error::NotFound(_)), "missing object gives NotFound, got {e:?}");
+        assert!(
+            matches!(e, Error::NotFound(_)),
+            "missing object gives NotFound, got {e:?}"
+        );
     }
     // delete, and deleting a missing object is fine
     s.delete(&p("a/two")).expect("delete");

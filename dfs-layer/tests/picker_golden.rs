@@ -10,7 +10,10 @@ fn render(p: Option<strata_dfs::CompactionPick>) -> String {
         None => "none".into(),
         Some(p) => {
             let nums = |fs: &[std::sync::Arc<FileMeta>]| {
-                fs.iter().map(|f| f.number.to_string()).collect::<Vec<_>>().join(",")
+                fs.iter()
+                    .map(|f| f.number.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             };
             format!(
                 "{} L{}->L{} inputs={} overlap={} bottommost={}",
@@ -37,7 +40,10 @@ fn golden_compaction_picks() {
         let mut pointers = BTreeMap::new();
         let mut busy = HashSet::new();
         let mut expect = None;
-        for line in lines.map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in lines
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let w: Vec<&str> = line.split_whitespace().collect();
             match w[0] {
                 "opts" => {

@@ -122,13 +122,24 @@ mod tests {
 
     #[test]
     fn keeps_only_newest_without_snapshots() {
-        let vs = [v(9, ValueKind::Put, "c"), v(5, ValueKind::Put, "b"), v(2, ValueKind::Delete, "")];
-        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(9, ValueKind::Put, "c")]);
+        let vs = [
+            v(9, ValueKind::Put, "c"),
+            v(5, ValueKind::Put, "b"),
+            v(2, ValueKind::Delete, ""),
+        ];
+        assert_eq!(
+            collapse(&vs, cx(&[], false)),
+            vec![v(9, ValueKind::Put, "c")]
+        );
     }
 
     #[test]
     fn snapshots_keep_their_visible_version() {
-        let vs = [v(9, ValueKind::Put, "c"), v(5, ValueKind::Put, "b"), v(2, ValueKind::Put, "a")];
+        let vs = [
+            v(9, ValueKind::Put, "c"),
+            v(5, ValueKind::Put, "b"),
+            v(2, ValueKind::Put, "a"),
+        ];
         assert_eq!(
             collapse(&vs, cx(&[6], false)),
             vec![v(9, ValueKind::Put, "c"), v(5, ValueKind::Put, "b")]
@@ -142,16 +153,28 @@ mod tests {
             v(8, ValueKind::Merge, "c"),
             v(5, ValueKind::Put, "b"),
         ];
-        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(9, ValueKind::Put, "b,c,d")]);
+        assert_eq!(
+            collapse(&vs, cx(&[], false)),
+            vec![v(9, ValueKind::Put, "b,c,d")]
+        );
         assert_eq!(
             collapse(&vs, cx(&[8], false)),
             vec![v(9, ValueKind::Merge, "d"), v(8, ValueKind::Put, "b,c")]
         );
         let ops = [v(9, ValueKind::Merge, "d"), v(8, ValueKind::Merge, "c")];
-        assert_eq!(collapse(&ops, cx(&[], false)), vec![v(9, ValueKind::Merge, "c,d")]);
-        assert_eq!(collapse(&ops, cx(&[], true)), vec![v(9, ValueKind::Put, "c,d")]);
+        assert_eq!(
+            collapse(&ops, cx(&[], false)),
+            vec![v(9, ValueKind::Merge, "c,d")]
+        );
+        assert_eq!(
+            collapse(&ops, cx(&[], true)),
+            vec![v(9, ValueKind::Put, "c,d")]
+        );
         let del = [v(9, ValueKind::Merge, "d"), v(8, ValueKind::Delete, "")];
-        assert_eq!(collapse(&del, cx(&[], false)), vec![v(9, ValueKind::Put, "d")]);
+        assert_eq!(
+            collapse(&del, cx(&[], false)),
+            vec![v(9, ValueKind::Put, "d")]
+        );
     }
 
     #[test]
@@ -162,12 +185,22 @@ mod tests {
             collapse(&vs, cx(&[6], true)),
             vec![v(9, ValueKind::Delete, ""), v(5, ValueKind::Put, "b")]
         );
-        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(9, ValueKind::Delete, "")]);
+        assert_eq!(
+            collapse(&vs, cx(&[], false)),
+            vec![v(9, ValueKind::Delete, "")]
+        );
     }
 
     #[test]
     fn duplicate_sequence_numbers_are_kept_once() {
-        let vs = [v(5, ValueKind::Merge, "x"), v(5, ValueKind::Merge, "x"), v(3, ValueKind::Put, "a")];
-        assert_eq!(collapse(&vs, cx(&[], false)), vec![v(5, ValueKind::Put, "a,x")]);
+        let vs = [
+            v(5, ValueKind::Merge, "x"),
+            v(5, ValueKind::Merge, "x"),
+            v(3, ValueKind::Put, "a"),
+        ];
+        assert_eq!(
+            collapse(&vs, cx(&[], false)),
+            vec![v(5, ValueKind::Put, "a,x")]
+        );
     }
 }

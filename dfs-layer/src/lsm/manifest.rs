@@ -222,7 +222,10 @@ impl ManifestStore {
                     },
                 )),
             )),
-            Ok(_) => Err(Error::corruption(&newest_path, "generation does not match its name")),
+            Ok(_) => Err(Error::corruption(
+                &newest_path,
+                "generation does not match its name",
+            )),
             Err(e) if e.is_corruption() => {
                 // Only the newest generation may be torn; fall back to the one before it.
                 let Some((prev, prev_path)) = gens.pop() else {
@@ -321,7 +324,9 @@ mod tests {
         for i in 0..b.len() {
             let mut bad = b.clone();
             bad[i] ^= 1;
-            assert!(ManifestState::decode(&bad, "m").unwrap_err().is_corruption());
+            assert!(ManifestState::decode(&bad, "m")
+                .unwrap_err()
+                .is_corruption());
         }
         assert!(ManifestState::decode(&b[..b.len() - 1], "m").is_err());
     }
@@ -345,7 +350,11 @@ mod tests {
         assert_eq!(got.last_seq, 9, "must fall back to generation 1");
         assert_eq!(rec.generation, 1);
         assert_eq!(rec.skipped_torn.as_deref(), Some(manifest_path(2).as_str()));
-        assert_eq!(m2.next_generation(), 3, "never reuse a torn generation's name");
+        assert_eq!(
+            m2.next_generation(),
+            3,
+            "never reuse a torn generation's name"
+        );
         // Both torn: corruption, not an empty database.
         let g1 = storage.read_all(&manifest_path(1)).unwrap();
         storage.put(&manifest_path(1), g1.slice(..3)).unwrap();

@@ -161,7 +161,11 @@ impl LsmTree {
                 (s, None)
             }
         };
-        let referenced: HashSet<u64> = manifest.version.all_files().map(|(_, _, f)| f.number).collect();
+        let referenced: HashSet<u64> = manifest
+            .version
+            .all_files()
+            .map(|(_, _, f)| f.number)
+            .collect();
         let mut present = HashSet::new();
         let mut orphans_deleted = 0;
         for o in storage.list("sst/")? {
@@ -387,7 +391,11 @@ impl LsmTree {
         let open = self.inner.open_fn();
         let mut out: Vec<Box<dyn InternalIterator>> = Vec::new();
         for f in &lv.files[0] {
-            out.push(Box::new(LevelIter::new(vec![f.clone()], open.clone(), false)));
+            out.push(Box::new(LevelIter::new(
+                vec![f.clone()],
+                open.clone(),
+                false,
+            )));
         }
         for files in lv.files.iter().skip(1).filter(|f| !f.is_empty()) {
             out.push(Box::new(LevelIter::new(files.clone(), open.clone(), false)));
@@ -557,10 +565,18 @@ impl Inner {
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
         if p.level == 0 {
             for f in &p.inputs {
-                children.push(Box::new(LevelIter::new(vec![f.clone()], open.clone(), true)));
+                children.push(Box::new(LevelIter::new(
+                    vec![f.clone()],
+                    open.clone(),
+                    true,
+                )));
             }
         } else {
-            children.push(Box::new(LevelIter::new(p.inputs.clone(), open.clone(), true)));
+            children.push(Box::new(LevelIter::new(
+                p.inputs.clone(),
+                open.clone(),
+                true,
+            )));
         }
         if !p.overlapping.is_empty() {
             children.push(Box::new(LevelIter::new(p.overlapping.clone(), open, true)));
@@ -591,7 +607,10 @@ impl Inner {
                         b.add(&key::internal_key(&cur_key, seq, kind), &v);
                     }
                     versions.clear();
-                    if builder.as_ref().is_some_and(|b| b.estimated_size() >= target) {
+                    if builder
+                        .as_ref()
+                        .is_some_and(|b| b.estimated_size() >= target)
+                    {
                         outputs.push(self.finish_table(builder.take().expect("some"))?);
                     }
                 }
@@ -602,7 +621,10 @@ impl Inner {
                     return Err(Error::Closed);
                 }
                 let pk = key::parse(it.key()).ok_or_else(|| {
-                    Error::corruption(format!("compaction input of table {}", p.table_id), "malformed key")
+                    Error::corruption(
+                        format!("compaction input of table {}", p.table_id),
+                        "malformed key",
+                    )
                 })?;
                 if new_key || cur_key.is_empty() && versions.is_empty() {
                     cur_key.clear();

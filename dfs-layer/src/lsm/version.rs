@@ -119,7 +119,8 @@ impl Version {
                 files.sort_by(|a, b| key::compare(&a.smallest, &b.smallest));
             }
         }
-        v.tables.retain(|_, lv| lv.files.iter().any(|f| !f.is_empty()));
+        v.tables
+            .retain(|_, lv| lv.files.iter().any(|f| !f.is_empty()));
         v
     }
 }

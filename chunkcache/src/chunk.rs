@@ -1,0 +1,300 @@
+//! Chunks: immutable, sorted, lz4-compressed blocks of warm entries, held in memory.
+//!
+//! A chunk is a list of blocks in the table block format ([`strata_dfs::internals`]: prefix-
+//! compressed internal keys with restart points) each stored with the block trailer (type,
+//! crc32) and lz4-compressed, plus an in-memory index (the last internal key of each block)
+//! and a bloom filter over its keys. A point read binary-searches the index and
+//! decompresses one block. Chunks are never persisted: they are written out as level-0
+//! table files.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_dfs::internals::{
+    decode_block, encode_block, may_contain, Block, BlockBuilder, BlockIter, BloomBuilder,
+};
+use strata_dfs::key::{self, SeqNo, ValueKind};
+use strata_dfs::{Compression, Error, InternalIterator, Result};
+
+/// An immutable chunk.
+#[derive(Debug)]
+pub struct Chunk {
+    id: u64,
+    blocks: Vec<Bytes>,
+    index: Vec<Vec<u8>>,
+    bloom: Vec<u8>,
+    entries: usize,
+    raw_bytes: usize,
+    size: usize,
+}
+
+impl Chunk {
+    /// Builds a chunk from entries sorted by internal key. `raw_bytes` is what the entries
+    /// cost in the hot tier (for the compression ratio).
+    pub fn build(
+        id: u64,
+        entries: &[(Vec<u8>, Bytes)],
+        block_bytes: usize,
+        raw_bytes: usize,
+    ) -> Chunk {
+        let mut builder = BlockBuilder::new(16);
+        let mut bloom = BloomBuilder::default();
+        let mut blocks = Vec::new();
+        let mut index = Vec::new();
+        let mut last_user: Option<&[u8]> = None;
+        let finish = |b: &mut BlockBuilder, blocks: &mut Vec<Bytes>, index: &mut Vec<Vec<u8>>| {
+            let last = b.last_key().to_vec();
+            let raw = b.finish();
+            let mut stored = Vec::with_capacity(raw.len() / 2);
+            encode_block(&mut stored, &raw, Compression::Lz4);
+            blocks.push(Bytes::from(stored));
+            index.push(last);
+        };
+        for (k, v) in entries {
+            let uk = key::user_key(k);
+            if last_user != Some(uk) {
+                bloom.add(uk);
+                last_user = Some(uk);
+            }
+            builder.add(k, v);
+            if builder.estimated_size() >= block_bytes {
+                finish(&mut builder, &mut blocks, &mut index);
+            }
+        }
+        if !builder.is_empty() {
+            finish(&mut builder, &mut blocks, &mut index);
+        }
+        let bloom = bloom.finish(10);
+        let size = std::mem::size_of::<Chunk>()
+            + blocks.iter().map(|b| b.len() + 32).sum::<usize>()
+            + index.iter().map(|k| k.len() + 24).sum::<usize>()
+            + bloom.len();
+        Chunk {
+            id,
+            blocks,
+            index,
+            bloom,
+            entries: entries.len(),
+            raw_bytes,
+            size,
+        }
+    }
+
+    /// Chunk id (creation order).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Bytes held in memory.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+    /// Bytes the same entries cost in the hot tier.
+    pub fn raw_bytes(&self) -> usize {
+        self.raw_bytes
+    }
+    /// Number of entries (versions).
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    fn block(&self, i: usize) -> Result<Block> {
+        let name = || format!("in-memory chunk {}", self.id);
+        decode_block(&self.blocks[i])
+            .and_then(Block::new)
+            .map_err(|e| e.in_file(&name()))
+    }
+
+    /// Calls `f(kind, seq, value)` for the versions of `user_key` visible at `seq`, newest
+    /// first, until `f` returns false. Returns true if `f` stopped it.
+    pub fn get_versions(
+        &self,
+        user_key: &[u8],
+        seq: SeqNo,
+        f: &mut dyn FnMut(ValueKind, SeqNo, &[u8]) -> bool,
+    ) -> Result<bool> {
+        if !may_contain(&self.bloom, user_key) {
+            return Ok(false);
+        }
+        let target = key::seek_key(user_key, seq);
+        let mut bi = self
+            .index
+            .partition_point(|last| key::compare(last, &target) == Ordering::Less);
+        let mut first = true;
+        while bi < self.blocks.len() {
+            let block = self.block(bi)?;
+            let mut it = block.iter();
+            if first {
+                it.seek(&target);
+                first = false;
+            } else {
+                it.seek_to_first();
+            }
+            while it.valid() {
+                let Some(p) = key::parse(it.key()) else {
+                    return Err(Error::corruption(
+                        format!("in-memory chunk {}", self.id),
+                        "bad key",
+                    ));
+                };
+                if p.user_key != user_key {
+                    return Ok(false);
+                }
+                if !f(p.kind, p.seq, it.value()) {
+                    return Ok(true);
+                }
+                it.next();
+            }
+            it.status()?;
+            bi += 1;
+        }
+        Ok(false)
+    }
+
+    /// An iterator over the whole chunk.
+    pub fn iter(self: &Arc<Self>) -> ChunkIter {
+        ChunkIter {
+            chunk: self.clone(),
+            block_idx: self.blocks.len(),
+            cur: None,
+            err: None,
+        }
+    }
+}
+
+/// Iterator over a chunk's entries, decompressing one block at a time.
+pub struct ChunkIter {
+    chunk: Arc<Chunk>,
+    block_idx: usize,
+    cur: Option<BlockIter>,
+    err: Option<Error>,
+}
+
+impl ChunkIter {
+    fn load(&mut self, i: usize) -> bool {
+        self.block_idx = i;
+        self.cur = None;
+        if i >= self.chunk.blocks.len() {
+            return false;
+        }
+        match self.chunk.block(i) {
+            Ok(b) => {
+                self.cur = Some(b.iter());
+                true
+            }
+            Err(e) => {
+                self.err = Some(e);
+                false
+            }
+        }
+    }
+
+    fn skip_exhausted(&mut self) {
+        while self.cur.as_ref().is_some_and(|c| !c.valid()) {
+            if let Some(Err(e)) = self.cur.as_ref().map(|c| c.status()) {
+                self.err = Some(e);
+                self.cur = None;
+                return;
+            }
+            if !self.load(self.block_idx + 1) {
+                return;
+            }
+            if let Some(c) = &mut self.cur {
+                c.seek_to_first();
+            }
+        }
+    }
+}
+
+impl InternalIterator for ChunkIter {
+    fn valid(&self) -> bool {
+        self.err.is_none() && self.cur.as_ref().is_some_and(|c| c.valid())
+    }
+    fn seek_to_first(&mut self) {
+        if self.load(0) {
+            if let Some(c) = &mut self.cur {
+                c.seek_to_first();
+            }
+            self.skip_exhausted();
+        }
+    }
+    fn seek(&mut self, target: &[u8]) {
+        let i = self
+            .chunk
+            .index
+            .partition_point(|last| key::compare(last, target) == Ordering::Less);
+        if self.load(i) {
+            if let Some(c) = &mut self.cur {
+                c.seek(target);
+            }
+            self.skip_exhausted();
+        }
+    }
+    fn next(&mut self) {
+        if let Some(c) = &mut self.cur {
+            c.next();
+        }
+        self.skip_exhausted();
+    }
+    fn key(&self) -> &[u8] {
+        self.cur.as_ref().expect("valid").key()
+    }
+    fn value(&self) -> &[u8] {
+        self.cur.as_ref().expect("valid").value()
+    }
+    fn status(&self) -> Result<()> {
+        match &self.err {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_dfs::key::internal_key;
+
+    fn entries(n: u32) -> Vec<(Vec<u8>, Bytes)> {
+        (0..n)
+            .map(|i| {
+                let mut k = vec![0, 0, 0, 1];
+                k.extend_from_slice(&u64::from(i).to_be_bytes());
+                (
+                    internal_key(&k, u64::from(i) + 1, ValueKind::Put),
+                    Bytes::from(u64::from(i * 3).to_le_bytes().to_vec()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn point_reads_and_iteration() {
+        let e = entries(5000);
+        let c = Arc::new(Chunk::build(1, &e, 4096, 0));
+        for (k, v) in e.iter().step_by(97) {
+            let mut got = None;
+            c.get_versions(key::user_key(k), SeqNo::MAX >> 8, &mut |_, _, val| {
+                got = Some(val.to_vec());
+                false
+            })
+            .unwrap();
+            assert_eq!(got.as_deref(), Some(&v[..]));
+        }
+        let mut it = c.iter();
+        it.seek_to_first();
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        assert_eq!(n, 5000);
+        let mut miss = true;
+        c.get_versions(b"nope", 100, &mut |_, _, _| {
+            miss = false;
+            true
+        })
+        .unwrap();
+        assert!(miss);
+    }
+}

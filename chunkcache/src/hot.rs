@@ -1,0 +1,644 @@
+//! The hot tier: a concurrent, hash-indexed store of the most recently used entries.
+//!
+//! - 64 shards, each a `parking_lot::RwLock` over a `HashMap` (O(1) point access) and a
+//!   `BTreeSet` of the same keys (ordered iteration). No global lock on any path; readers
+//!   take one shard's read lock.
+//! - Each entry keeps a short chain of versions, newest first. A write replaces the newest
+//!   version *in place* unless a live snapshot still sees it, so without snapshots an entry
+//!   holds one version and an update or list append touches only its own bytes.
+//! - Merge operands fold in memory: onto a resident value (list append in place), or onto
+//!   an earlier operand when the base value lives in a lower tier (a *partial* entry).
+//! - Memory is accounted per allocation (see [`entry_charge`]) and summed per shard.
+//! - Coldness: every access stamps the entry with the current *epoch*; packing takes the
+//!   entries with the oldest stamps (a CLOCK approximation that costs one relaxed atomic
+//!   store per access). Clean entries (already in a lower tier) are dropped, dirty ones go
+//!   into chunks.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use strata_dfs::key::{self, SeqNo, ValueKind};
+use strata_dfs::MergeOperator;
+
+const SHARDS: usize = 64;
+
+/// One version of a hot entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotVersion {
+    /// Sequence number of the write.
+    pub seq: SeqNo,
+    /// Kind of the write.
+    pub kind: ValueKind,
+    /// Value (or merge operand); empty for deletes.
+    pub value: Vec<u8>,
+}
+
+/// A hot entry: versions newest first, plus its access stamp and persistence state.
+#[derive(Debug)]
+pub struct Entry {
+    versions: Vec<HotVersion>,
+    access: AtomicU32,
+    /// True if some version is not yet in a lower tier.
+    dirty: bool,
+}
+
+impl Entry {
+    /// Versions, newest first.
+    pub fn versions(&self) -> &[HotVersion] {
+        &self.versions
+    }
+    /// True if the entry must be written down before it may be dropped.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+}
+
+/// Bytes charged for an entry: the key, the entry struct, the version vector's capacity,
+/// every value's capacity, plus the key handles in the hash map and the ordered set and the
+/// map's control byte.
+pub fn entry_charge(key: &[u8], e: &Entry) -> usize {
+    key.len()
+        + std::mem::size_of::<Entry>()
+        + 2 * std::mem::size_of::<Bytes>()
+        + 1
+        + 32 // the shared handle `Bytes` allocates when the key is cloned into the set
+        + e.versions.capacity() * std::mem::size_of::<HotVersion>()
+        + e.versions.iter().map(|v| v.value.capacity()).sum::<usize>()
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Bytes, Entry>,
+    order: BTreeSet<Bytes>,
+    bytes: usize,
+    /// Bumped whenever entries leave the shard (packing, flush-drops); promotion checks it.
+    generation: u64,
+}
+
+/// What a hot lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HotLookup {
+    /// The key has a visible value.
+    Value(Vec<u8>),
+    /// The key is deleted.
+    Deleted,
+    /// Merge operands (already combined) whose base lies in a lower tier; `newest_seq` is
+    /// the sequence number of the newest operand.
+    Partial {
+        /// Combined operand.
+        operand: Vec<u8>,
+        /// Sequence number of the newest operand.
+        newest_seq: SeqNo,
+    },
+    /// Nothing visible here; look in lower tiers.
+    Absent,
+}
+
+/// Counters of the hot tier.
+#[derive(Debug, Default)]
+pub struct HotStats {
+    /// Lookups answered (value or tombstone) by the hot tier.
+    pub hits: AtomicU64,
+    /// Lookups that went below.
+    pub misses: AtomicU64,
+    /// Entries promoted from lower tiers.
+    pub promotions: AtomicU64,
+    /// Writes applied in place.
+    pub in_place: AtomicU64,
+}
+
+/// The hot tier. All methods are thread-safe.
+pub struct HotKv {
+    shards: Box<[RwLock<Shard>]>,
+    bytes: AtomicUsize,
+    entries: AtomicUsize,
+    epoch: AtomicU32,
+    /// Counters.
+    pub stats: HotStats,
+}
+
+impl Default for HotKv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A write to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct HotWrite<'a> {
+    /// Sequence number assigned to the write.
+    pub seq: SeqNo,
+    /// Kind of the write.
+    pub kind: ValueKind,
+    /// Value or operand.
+    pub value: &'a [u8],
+    /// The table's merge operator (required for `Merge`).
+    pub merge: Option<&'a dyn MergeOperator>,
+    /// Largest live snapshot sequence number, if any: versions it can see are kept.
+    pub latest_snapshot: Option<SeqNo>,
+}
+
+impl HotKv {
+    /// An empty hot tier.
+    pub fn new() -> Self {
+        HotKv {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            bytes: AtomicUsize::new(0),
+            entries: AtomicUsize::new(0),
+            epoch: AtomicU32::new(1),
+            stats: HotStats::default(),
+        }
+    }
+
+    fn shard_of(&self, key: &[u8]) -> usize {
+        (strata_dfs::internals::hash64(key) >> 40) as usize % SHARDS
+    }
+
+    /// Bytes charged to the hot tier.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts a new coldness epoch (called once per packing round).
+    pub fn advance_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn account(&self, shard: &mut Shard, before: usize, after: usize) {
+        shard.bytes = shard.bytes + after - before;
+        if after >= before {
+            self.bytes.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies writes under the write locks of every shard they touch, all at once, so a
+    /// point reader sees either none or all of them.
+    pub fn apply_all(&self, writes: &[(&[u8], HotWrite<'_>)]) {
+        let mut idx: Vec<usize> = writes.iter().map(|(k, _)| self.shard_of(k)).collect();
+        let order = {
+            let mut o = idx.clone();
+            o.sort_unstable();
+            o.dedup();
+            o
+        };
+        let mut guards: Vec<(usize, parking_lot::RwLockWriteGuard<'_, Shard>)> =
+            order.iter().map(|&i| (i, self.shards[i].write())).collect();
+        for ((k, w), si) in writes.iter().zip(idx.iter_mut()) {
+            let pos = guards
+                .binary_search_by_key(si, |(i, _)| *i)
+                .expect("locked");
+            let shard = &mut *guards[pos].1;
+            self.apply_locked(shard, k, w);
+        }
+    }
+
+    /// Applies one write.
+    pub fn apply(&self, key: &[u8], w: HotWrite<'_>) {
+        let mut shard = self.shards[self.shard_of(key)].write();
+        self.apply_locked(&mut shard, key, &w);
+    }
+
+    fn apply_locked(&self, shard: &mut Shard, key: &[u8], w: &HotWrite<'_>) {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let Some(e) = shard.map.get_mut(key) else {
+            let e = Entry {
+                versions: vec![HotVersion {
+                    seq: w.seq,
+                    kind: w.kind,
+                    value: w.value.to_vec(),
+                }],
+                access: AtomicU32::new(epoch),
+                dirty: true,
+            };
+            let k = Bytes::copy_from_slice(key);
+            let charge = entry_charge(&k, &e);
+            shard.order.insert(k.clone());
+            shard.map.insert(k, e);
+            self.entries.fetch_add(1, Ordering::Relaxed);
+            self.account(shard, 0, charge);
+            return;
+        };
+        let before = entry_charge(key, e);
+        e.access.store(epoch, Ordering::Relaxed);
+        e.dirty = true;
+        let newest = &mut e.versions[0];
+        // The newest version may be replaced only if no live snapshot can see it.
+        let replaceable = w.latest_snapshot.is_none_or(|s| s < newest.seq);
+        if replaceable {
+            match (w.kind, w.merge) {
+                (ValueKind::Merge, Some(op)) => match newest.kind {
+                    ValueKind::Put | ValueKind::Merge => {
+                        merge_into(op, &mut newest.value, w.value);
+                    }
+                    ValueKind::Delete => {
+                        newest.value = op.merge(None, w.value);
+                        newest.kind = ValueKind::Put;
+                    }
+                },
+                _ => {
+                    newest.kind = w.kind;
+                    newest.value.clear();
+                    newest.value.extend_from_slice(w.value);
+                }
+            }
+            newest.seq = w.seq;
+            self.stats.in_place.fetch_add(1, Ordering::Relaxed);
+        } else {
+            e.versions.insert(
+                0,
+                HotVersion {
+                    seq: w.seq,
+                    kind: w.kind,
+                    value: w.value.to_vec(),
+                },
+            );
+        }
+        let after = entry_charge(key, e);
+        self.account(shard, before, after);
+    }
+
+    /// Looks `key` up as of `seq`. Stamps the entry as recently used.
+    pub fn get(&self, key: &[u8], seq: SeqNo, merge: Option<&dyn MergeOperator>) -> HotLookup {
+        let shard = self.shards[self.shard_of(key)].read();
+        let Some(e) = shard.map.get(key) else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return HotLookup::Absent;
+        };
+        e.access
+            .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
+        let r = resolve(e.versions.iter().filter(|v| v.seq <= seq), merge);
+        let c = match r {
+            HotLookup::Value(_) | HotLookup::Deleted => &self.stats.hits,
+            _ => &self.stats.misses,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Shard generation of `key`, to be passed to [`HotKv::promote`].
+    pub fn generation(&self, key: &[u8]) -> u64 {
+        self.shards[self.shard_of(key)].read().generation
+    }
+
+    /// Installs a value found in a lower tier as a clean entry, if the key is still absent
+    /// and nothing left its shard since `generation` was read (so the value cannot be older
+    /// than a version that was just moved down).
+    pub fn promote(&self, key: &[u8], generation: u64, seq: SeqNo, kind: ValueKind, value: &[u8]) {
+        let mut shard = self.shards[self.shard_of(key)].write();
+        if shard.generation != generation || shard.map.contains_key(key) {
+            return;
+        }
+        let e = Entry {
+            versions: vec![HotVersion {
+                seq,
+                kind,
+                value: value.to_vec(),
+            }],
+            access: AtomicU32::new(self.epoch.load(Ordering::Relaxed)),
+            dirty: false,
+        };
+        let k = Bytes::copy_from_slice(key);
+        let charge = entry_charge(&k, &e);
+        shard.order.insert(k.clone());
+        shard.map.insert(k, e);
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        self.account(&mut shard, 0, charge);
+        self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replaces a partial entry's newest operand (sequence `newest_seq`) by the full value
+    /// computed from lower tiers, so the next read is answered in memory.
+    pub fn resolve_partial(&self, key: &[u8], newest_seq: SeqNo, full: &[u8]) {
+        let mut shard = self.shards[self.shard_of(key)].write();
+        let Some(e) = shard.map.get_mut(key) else {
+            return;
+        };
+        if e.versions.len() != 1
+            || e.versions[0].seq != newest_seq
+            || e.versions[0].kind != ValueKind::Merge
+        {
+            return;
+        }
+        let before = entry_charge(key, e);
+        e.versions[0].kind = ValueKind::Put;
+        e.versions[0].value.clear();
+        e.versions[0].value.extend_from_slice(full);
+        let after = entry_charge(key, e);
+        self.account(&mut shard, before, after);
+    }
+
+    /// Copies every entry whose key is in `[start, end)` as internal keys (all versions),
+    /// sorted. Used to build iterators; stamps nothing.
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Bytes)> {
+        let mut out = Vec::new();
+        let hi = match end {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        for s in self.shards.iter() {
+            let s = s.read();
+            for k in s.order.range::<[u8], _>((Bound::Included(start), hi)) {
+                if let Some(e) = s.map.get(k) {
+                    for v in &e.versions {
+                        out.push((
+                            key::internal_key(k, v.seq, v.kind),
+                            Bytes::copy_from_slice(&v.value),
+                        ));
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| key::compare(&a.0, &b.0));
+        out
+    }
+
+    /// Picks the coldest entries holding about `target` bytes. Returns (key, versions,
+    /// dirty) copies; nothing is removed until [`HotKv::remove_if_unchanged`].
+    pub fn coldest(&self, target: usize) -> Vec<(Bytes, Vec<HotVersion>, bool)> {
+        let mut cands: Vec<(u32, usize, Bytes, usize)> = Vec::new();
+        for (si, s) in self.shards.iter().enumerate() {
+            let s = s.read();
+            for (k, e) in &s.map {
+                cands.push((
+                    e.access.load(Ordering::Relaxed),
+                    si,
+                    k.clone(),
+                    entry_charge(k, e),
+                ));
+            }
+        }
+        cands.sort_unstable_by_key(|c| c.0);
+        let mut taken = 0;
+        let mut out = Vec::new();
+        for (_, si, k, charge) in cands {
+            if taken >= target {
+                break;
+            }
+            let s = self.shards[si].read();
+            if let Some(e) = s.map.get(&k) {
+                out.push((k.clone(), e.versions.clone(), e.dirty));
+                taken += charge;
+            }
+        }
+        out
+    }
+
+    /// Copies every dirty entry (for a full flush).
+    pub fn dirty_entries(&self) -> Vec<(Bytes, Vec<HotVersion>)> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let s = s.read();
+            for (k, e) in &s.map {
+                if e.dirty {
+                    out.push((k.clone(), e.versions.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes `key` if its newest version is still `newest_seq` (no write since it was
+    /// copied). Returns true if removed.
+    pub fn remove_if_unchanged(&self, key: &[u8], newest_seq: SeqNo) -> bool {
+        let mut shard = self.shards[self.shard_of(key)].write();
+        let same = shard
+            .map
+            .get(key)
+            .is_some_and(|e| e.versions[0].seq == newest_seq);
+        if !same {
+            return false;
+        }
+        let (k, e) = shard.map.remove_entry(key).expect("present");
+        shard.order.remove(&k);
+        shard.generation += 1;
+        let charge = entry_charge(&k, &e);
+        self.account(&mut shard, charge, 0);
+        self.entries.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Marks `key` clean if its newest version is still `newest_seq` (it was persisted).
+    pub fn mark_clean_if_unchanged(&self, key: &[u8], newest_seq: SeqNo) {
+        let mut shard = self.shards[self.shard_of(key)].write();
+        if let Some(e) = shard.map.get_mut(key) {
+            if e.versions[0].seq == newest_seq {
+                e.dirty = false;
+            }
+        }
+    }
+
+    /// Drops versions that neither the latest reader nor any snapshot in `snapshots` can
+    /// see. Returns bytes freed.
+    pub fn prune_versions(&self, snapshots: &[SeqNo]) -> usize {
+        let mut freed = 0;
+        for s in self.shards.iter() {
+            let mut s = s.write();
+            let mut delta = 0usize;
+            for (k, e) in s.map.iter_mut() {
+                if e.versions.len() < 2 {
+                    continue;
+                }
+                let keep = needed_versions(&e.versions, snapshots);
+                if keep.iter().all(|&k| k) {
+                    continue;
+                }
+                let before = entry_charge(k, e);
+                let mut it = keep.into_iter();
+                e.versions.retain(|_| it.next().unwrap_or(true));
+                e.versions.shrink_to_fit();
+                delta += before.saturating_sub(entry_charge(k, e));
+            }
+            s.bytes -= delta.min(s.bytes);
+            self.bytes.fetch_sub(delta, Ordering::Relaxed);
+            freed += delta;
+        }
+        freed
+    }
+}
+
+/// Which of `versions` (newest first) some reader needs: for the latest reader and each
+/// snapshot, the newest version it can see, plus the merge operands' bases below it.
+pub fn needed_versions(versions: &[HotVersion], snapshots: &[SeqNo]) -> Vec<bool> {
+    let mut keep = vec![false; versions.len()];
+    for r in std::iter::once(SeqNo::MAX).chain(snapshots.iter().copied()) {
+        if let Some(mut i) = versions.iter().position(|v| v.seq <= r) {
+            loop {
+                keep[i] = true;
+                if versions[i].kind != ValueKind::Merge || i + 1 == versions.len() {
+                    break;
+                }
+                i += 1;
+            }
+        }
+    }
+    keep
+}
+
+fn merge_into(op: &dyn MergeOperator, existing: &mut Vec<u8>, operand: &[u8]) {
+    let merged = op.merge(Some(existing), operand);
+    *existing = merged;
+}
+
+/// Resolves visible versions (newest first) into a lookup result.
+pub fn resolve<'a>(
+    versions: impl Iterator<Item = &'a HotVersion>,
+    merge: Option<&dyn MergeOperator>,
+) -> HotLookup {
+    let mut acc: Option<(Vec<u8>, SeqNo)> = None;
+    for v in versions {
+        match (v.kind, acc.take()) {
+            (ValueKind::Put, None) => return HotLookup::Value(v.value.clone()),
+            (ValueKind::Delete, None) => return HotLookup::Deleted,
+            (ValueKind::Merge, None) => acc = Some((v.value.clone(), v.seq)),
+            (kind, Some((op_acc, newest))) => {
+                let Some(op) = merge else {
+                    return HotLookup::Value(op_acc);
+                };
+                match kind {
+                    ValueKind::Put => return HotLookup::Value(op.merge(Some(&v.value), &op_acc)),
+                    ValueKind::Delete => return HotLookup::Value(op.merge(None, &op_acc)),
+                    ValueKind::Merge => acc = Some((op.merge(Some(&v.value), &op_acc), newest)),
+                }
+            }
+        }
+    }
+    match acc {
+        Some((operand, newest_seq)) => HotLookup::Partial {
+            operand,
+            newest_seq,
+        },
+        None => HotLookup::Absent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_dfs::AppendOperator;
+
+    const APPEND: AppendOperator = AppendOperator { delimiter: None };
+
+    fn w(seq: SeqNo, kind: ValueKind, value: &[u8], snap: Option<SeqNo>) -> HotWrite<'_> {
+        HotWrite {
+            seq,
+            kind,
+            value,
+            merge: Some(&APPEND),
+            latest_snapshot: snap,
+        }
+    }
+
+    #[test]
+    fn in_place_update_and_append_without_snapshots() {
+        let h = HotKv::new();
+        h.apply(b"k", w(1, ValueKind::Put, b"a", None));
+        let b1 = h.bytes();
+        h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
+        h.apply(b"k", w(3, ValueKind::Merge, b"c", None));
+        assert_eq!(
+            h.get(b"k", 10, Some(&APPEND)),
+            HotLookup::Value(b"abc".to_vec())
+        );
+        assert_eq!(h.stats.in_place.load(Ordering::Relaxed), 2);
+        assert!(h.bytes() >= b1);
+        h.apply(b"k", w(4, ValueKind::Delete, b"", None));
+        assert_eq!(h.get(b"k", 10, None), HotLookup::Deleted);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn snapshot_keeps_old_version_and_prune_drops_it_later() {
+        let h = HotKv::new();
+        h.apply(b"k", w(1, ValueKind::Put, b"old", None));
+        h.apply(b"k", w(5, ValueKind::Put, b"new", Some(3)));
+        assert_eq!(h.get(b"k", 3, None), HotLookup::Value(b"old".to_vec()));
+        assert_eq!(h.get(b"k", 9, None), HotLookup::Value(b"new".to_vec()));
+        let before = h.bytes();
+        assert!(h.prune_versions(&[3]) == 0, "snapshot 3 still needs seq 1");
+        let freed = h.prune_versions(&[]);
+        assert!(freed > 0 && h.bytes() == before - freed);
+        assert_eq!(h.get(b"k", 3, None), HotLookup::Absent);
+    }
+
+    #[test]
+    fn partial_merge_reports_operand_and_resolves() {
+        let h = HotKv::new();
+        h.apply(b"k", w(7, ValueKind::Merge, b"x", None));
+        h.apply(b"k", w(8, ValueKind::Merge, b"y", None));
+        assert_eq!(
+            h.get(b"k", 9, Some(&APPEND)),
+            HotLookup::Partial {
+                operand: b"xy".to_vec(),
+                newest_seq: 8
+            }
+        );
+        h.resolve_partial(b"k", 8, b"basexy");
+        assert_eq!(
+            h.get(b"k", 9, Some(&APPEND)),
+            HotLookup::Value(b"basexy".to_vec())
+        );
+    }
+
+    #[test]
+    fn accounting_returns_to_zero_and_promotion_respects_generation() {
+        let h = HotKv::new();
+        for i in 0..1000u32 {
+            h.apply(
+                &i.to_be_bytes(),
+                w(u64::from(i) + 1, ValueKind::Put, &[1; 20], None),
+            );
+        }
+        assert!(h.bytes() > 1000 * 24);
+        let cold = h.coldest(usize::MAX);
+        assert_eq!(cold.len(), 1000);
+        let g = h.generation(&5u32.to_be_bytes());
+        for (k, v, _) in cold {
+            assert!(h.remove_if_unchanged(&k, v[0].seq));
+        }
+        assert_eq!((h.bytes(), h.len()), (0, 0));
+        h.promote(&5u32.to_be_bytes(), g, 6, ValueKind::Put, b"stale");
+        assert_eq!(
+            h.len(),
+            0,
+            "promotion after a removal in the shard must be refused"
+        );
+        let g = h.generation(&5u32.to_be_bytes());
+        h.promote(&5u32.to_be_bytes(), g, 6, ValueKind::Put, b"v");
+        assert_eq!(
+            h.get(&5u32.to_be_bytes(), 9, None),
+            HotLookup::Value(b"v".to_vec())
+        );
+    }
+
+    #[test]
+    fn range_is_sorted_and_bounded() {
+        let h = HotKv::new();
+        for i in (0..100u32).rev() {
+            h.apply(
+                &i.to_be_bytes(),
+                w(u64::from(i) + 1, ValueKind::Put, b"v", None),
+            );
+        }
+        let r = h.range(&10u32.to_be_bytes(), Some(&20u32.to_be_bytes()));
+        let keys: Vec<u32> = r
+            .iter()
+            .map(|(k, _)| u32::from_be_bytes(key::user_key(k).try_into().unwrap()))
+            .collect();
+        assert_eq!(keys, (10..20).collect::<Vec<_>>());
+    }
+}
