@@ -1,1 +1,66 @@
+//! Helpers shared by the integration tests: every test runs against both the local-directory
+//! store and the in-memory store.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use strata::{Db, ObjectStorage, Settings, Storage};
+
+/// Which storage backend a test database uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A local directory (the embedded default).
+    Local,
+    /// The in-memory store.
+    Memory,
+}
+
+/// Both backends.
+pub const STORE_KINDS: [StoreKind; 2] = [StoreKind::Local, StoreKind::Memory];
+
+/// A database home that survives reopening: a temporary directory (for the local store and
+/// the WAL) and, for the in-memory kind, the store object itself.
+pub struct TestHome {
+    /// Backend kind.
+    pub kind: StoreKind,
+    /// Temporary directory, removed on drop.
+    pub dir: tempfile::TempDir,
+    memory: Option<Arc<dyn Storage>>,
+}
+
+impl TestHome {
+    /// A fresh home.
+    pub fn new(kind: StoreKind) -> Self {
+        let memory: Option<Arc<dyn Storage>> = match kind {
+            StoreKind::Memory => Some(Arc::new(ObjectStorage::memory().expect("memory store"))),
+            StoreKind::Local => None,
+        };
+        TestHome {
+            kind,
+            dir: tempfile::tempdir().expect("tempdir"),
+            memory,
+        }
+    }
+
+    /// The directory table files live in, for the local kind.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The storage the database uses (for tests that damage files).
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        match &self.memory {
+            Some(m) => m.clone(),
+            None => Arc::new(ObjectStorage::local(self.data_dir()).expect("local store")),
+        }
+    }
+
+    /// Opens the database with `settings`; the WAL (if on) lives in the temporary directory.
+    pub fn open(&self, mut settings: Settings) -> strata::Result<Db> {
+        settings.wal_dir = Some(self.dir.path().join("wal"));
+        match &self.memory {
+            Some(m) => Db::builder(settings).storage(m.clone()).open(),
+            None => Db::open(self.dir.path(), settings),
+        }
+    }
+}

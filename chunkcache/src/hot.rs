@@ -92,6 +92,9 @@ pub enum HotLookup {
         operand: Vec<u8>,
         /// Sequence number of the newest operand.
         newest_seq: SeqNo,
+        /// Sequence number of the oldest operand folded in; lower tiers contribute only
+        /// versions older than this.
+        oldest_seq: SeqNo,
     },
     /// Nothing visible here; look in lower tiers.
     Absent,
@@ -500,7 +503,9 @@ pub fn resolve<'a>(
     merge: Option<&dyn MergeOperator>,
 ) -> HotLookup {
     let mut acc: Option<(Vec<u8>, SeqNo)> = None;
+    let mut oldest = SeqNo::MAX;
     for v in versions {
+        oldest = v.seq;
         match (v.kind, acc.take()) {
             (ValueKind::Put, None) => return HotLookup::Value(v.value.clone()),
             (ValueKind::Delete, None) => return HotLookup::Deleted,
@@ -521,6 +526,7 @@ pub fn resolve<'a>(
         Some((operand, newest_seq)) => HotLookup::Partial {
             operand,
             newest_seq,
+            oldest_seq: oldest,
         },
         None => HotLookup::Absent,
     }
@@ -584,7 +590,8 @@ mod tests {
             h.get(b"k", 9, Some(&APPEND)),
             HotLookup::Partial {
                 operand: b"xy".to_vec(),
-                newest_seq: 8
+                newest_seq: 8,
+                oldest_seq: 8
             }
         );
         h.resolve_partial(b"k", 8, b"basexy");

@@ -214,19 +214,31 @@ impl MiddleTier {
         let s = &self.s;
         let dk = db_key(table_id, user_key);
         let generation = s.hot.generation(&dk);
+        let mut floor = SeqNo::MAX;
         let mut pending: Option<(Vec<u8>, SeqNo)> = match s.hot.get(&dk, seq, merge) {
             HotLookup::Value(v) => return Ok(Some(v)),
             HotLookup::Deleted => return Ok(None),
             HotLookup::Partial {
                 operand,
                 newest_seq,
-            } => Some((operand, newest_seq)),
+                oldest_seq,
+            } => {
+                floor = oldest_seq;
+                Some((operand, newest_seq))
+            }
             HotLookup::Absent => None,
         };
         let from_hot = pending.is_some();
         // Collect versions below the hot tier until a value or tombstone ends the search.
+        // Tiers hold strictly older versions below newer ones, so a version whose sequence
+        // number is not below the last one taken is a duplicate (e.g. replayed from the WAL
+        // after it had already reached a table file) and is skipped.
         let mut result: Option<(ValueKind, SeqNo, Vec<u8>)> = None;
         let mut visit = |kind: ValueKind, vseq: SeqNo, v: &[u8]| -> bool {
+            if vseq >= floor {
+                return true;
+            }
+            floor = vseq;
             let (acc, newest) = match pending.take() {
                 None => {
                     if kind == ValueKind::Merge {

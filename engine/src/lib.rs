@@ -1,1 +1,56 @@
+//! Strata: an embedded LSM-style state-backend storage engine for stream processors.
+//!
+//! Data lives in three tiers: a hash-indexed **hot KV** store where updates, list appends
+//! and read-modify-writes happen in place; compressed in-memory **chunks** for warm
+//! entries; and immutable **table files** in a local directory or an object store, with a
+//! block cache and leveled compaction. See `DESIGN.md` for formats and reasoning.
+//!
+//! ```
+//! use strata::{Db, MergeKind, Settings, TableOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = Db::open(dir.path(), Settings::default())?;
+//! let counts = db.default_table();
+//! db.put(&counts, b"page-1", b"7")?;
+//! assert_eq!(db.get(&counts, b"page-1")?.as_deref(), Some(&b"7"[..]));
+//!
+//! let lists = db.create_table("events", TableOptions::with_merge(MergeKind::Append))?;
+//! db.merge(&lists, b"user-9", b"a")?;
+//! db.merge(&lists, b"user-9", b"b")?;
+//! assert_eq!(db.get(&lists, b"user-9")?.as_deref(), Some(&b"ab"[..]));
+//!
+//! let keys: Vec<Vec<u8>> = db.prefix(&counts, b"page-")?.map(|kv| kv.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+//! assert_eq!(keys, vec![b"page-1".to_vec()]);
+//! db.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
 
+mod batch;
+mod db;
+mod options;
+mod settings;
+mod stats;
+mod wal;
+
+pub use batch::WriteBatch;
+pub use db::{
+    prefix_successor, Clock, Db, DbBuilder, DbIterator, ManualClock, RecoveryInfo, Snapshot,
+    SystemClock, Table, DEFAULT_TABLE,
+};
+pub use options::{MergeKind, TableOptions};
+pub use settings::{MemorySplit, Settings, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use stats::Stats;
+pub use strata_chunkcache::MiddleStats;
+pub use strata_dfs::{
+    AppendOperator, CacheSnapshot, CompactionOptions, Compression, Error, MergeOperator,
+    ObjectStorage, Result, S3Settings, Storage, TreeStats, U64AddOperator,
+};
+pub use wal::{WAL_FORMAT_VERSION, WAL_MAGIC};
+
+/// Lower-layer pieces for tests, fuzz targets and benches. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use strata_chunkcache as chunkcache;
+    pub use strata_dfs as dfs;
+}

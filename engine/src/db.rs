@@ -1,0 +1,1054 @@
+//! The database: the write path (group commit, WAL, hot tier), reads through every tier,
+//! snapshots, iterators, flush, and recovery.
+//!
+//! Locks, in the order they may nest: the write queue (`queue`), then the apply lock
+//! (`apply`, which owns the WAL writer and orders sequence numbers, WAL records and hot-tier
+//! application), then the middle tier's maintenance lock, then the tree's state lock, then
+//! hot-tier shard locks. Readers take only shard read locks and short `RwLock` reads of the
+//! chunk list and the current version.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use strata_chunkcache::{db_key, HotWrite, MiddleSettings, MiddleTier};
+use strata_dfs::key::{self, SeqNo, MAX_SEQ};
+use strata_dfs::{
+    BlockCache, Compression, Error, InternalIterator, LsmTree, MergeOperator, MergingIterator,
+    ObjectStorage, Result, Storage, TableDef, TreeHooks, TreeOptions, ValueKind, Version,
+    VersionEdit,
+};
+
+use crate::batch::{Op, WriteBatch};
+use crate::options::TableOptions;
+use crate::settings::Settings;
+use crate::stats::Stats;
+use crate::wal::{list_wals, read_wal, wal_path, WalWriter};
+
+/// Name of the table every database has.
+pub const DEFAULT_TABLE: &str = "default";
+
+/// A handle to a state table. Cheap to clone; valid for the database that returned it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Table {
+    id: u32,
+    name: Arc<str>,
+}
+
+impl Table {
+    /// The table's id (stable across reopen).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A source of wall-clock time in milliseconds, injectable for tests (TTL, timers).
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock reading `millis`.
+    pub fn new(millis: u64) -> Self {
+        ManualClock(AtomicU64::new(millis))
+    }
+    /// Moves the clock forward.
+    pub fn advance(&self, millis: u64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct TableEntry {
+    name: Arc<str>,
+    options: TableOptions,
+    merge: Option<Arc<dyn MergeOperator>>,
+}
+
+#[derive(Default)]
+struct Hooks {
+    tables: RwLock<HashMap<u32, TableEntry>>,
+    snapshots: Mutex<BTreeMap<SeqNo, usize>>,
+}
+
+impl Hooks {
+    fn latest_snapshot(&self) -> Option<SeqNo> {
+        self.snapshots.lock().keys().next_back().copied()
+    }
+}
+
+impl TreeHooks for Hooks {
+    fn merge_operator(&self, table_id: u32) -> Option<Arc<dyn MergeOperator>> {
+        self.tables
+            .read()
+            .get(&table_id)
+            .and_then(|t| t.merge.clone())
+    }
+    fn compression(&self, table_id: u32, level: usize) -> Compression {
+        self.tables
+            .read()
+            .get(&table_id)
+            .map_or(Compression::Lz4, |t| t.options.compression(level))
+    }
+    fn snapshots(&self) -> Vec<SeqNo> {
+        self.snapshots.lock().keys().copied().collect()
+    }
+}
+
+/// What opening the database recovered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    /// Manifest generation loaded (0 for a new database).
+    pub manifest_generation: u64,
+    /// A torn newest manifest generation that was skipped.
+    pub skipped_torn_manifest: Option<String>,
+    /// Unreferenced table files deleted.
+    pub orphans_deleted: usize,
+    /// Write batches replayed from the WAL.
+    pub wal_batches_replayed: u64,
+    /// Bytes of torn WAL tail ignored.
+    pub wal_torn_bytes: u64,
+}
+
+/// Builds a [`Db`] from settings plus live components.
+pub struct DbBuilder {
+    settings: Settings,
+    dir: Option<PathBuf>,
+    storage: Option<Arc<dyn Storage>>,
+    clock: Arc<dyn Clock>,
+    merge_ops: Vec<Arc<dyn MergeOperator>>,
+}
+
+impl DbBuilder {
+    /// A builder with `settings`.
+    pub fn new(settings: Settings) -> Self {
+        DbBuilder {
+            settings,
+            dir: None,
+            storage: None,
+            clock: Arc::new(SystemClock),
+            merge_ops: Vec::new(),
+        }
+    }
+    /// Keep the database in this local directory (the default store). Also the default
+    /// home of the WAL (`<dir>/wal`).
+    pub fn path(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+    /// Keep table files and the manifest in `storage` instead of a local directory.
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+    /// Use `clock` for time (TTL, timers).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Registers a custom merge operator, for tables whose options name it.
+    pub fn merge_operator(mut self, op: Arc<dyn MergeOperator>) -> Self {
+        self.merge_ops.push(op);
+        self
+    }
+    /// Opens (or creates) the database.
+    pub fn open(self) -> Result<Db> {
+        Db::open_with(self)
+    }
+}
+
+struct Slot {
+    batch: WriteBatch,
+    result: Mutex<Option<Result<()>>>,
+}
+
+struct ApplyState {
+    wal: Option<WalWriter>,
+}
+
+pub(crate) struct Inner {
+    settings: Settings,
+    storage: Arc<dyn Storage>,
+    tree: Arc<LsmTree>,
+    middle: MiddleTier,
+    hooks: Arc<Hooks>,
+    cache: Arc<BlockCache>,
+    merge_ops: Vec<Arc<dyn MergeOperator>>,
+    clock: Arc<dyn Clock>,
+    queue: Mutex<VecDeque<Arc<Slot>>>,
+    queue_cv: Condvar,
+    apply: Mutex<ApplyState>,
+    last_seq: AtomicU64,
+    wal_dir: Option<PathBuf>,
+    wal_bytes: AtomicU64,
+    closed: AtomicBool,
+    table_lock: Mutex<()>,
+    bg_flush: Mutex<Option<JoinHandle<()>>>,
+    flushing: AtomicBool,
+    recovery: Mutex<RecoveryInfo>,
+}
+
+/// An open database. Thread-safe: share it with `Arc` or clone the handle (clones share
+/// one database). Closing happens on [`Db::close`] or when the last handle drops.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("storage", &self.inner.storage)
+            .finish()
+    }
+}
+
+/// A consistent read view: reads through it see exactly the writes that completed before
+/// it was taken, however the data moves between tiers afterwards. Cheap to hold, but it
+/// keeps old versions alive; drop it when done.
+pub struct Snapshot {
+    seq: SeqNo,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("seq", &self.seq).finish()
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let mut s = self.inner.hooks.snapshots.lock();
+        if let Some(n) = s.get_mut(&self.seq) {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.seq);
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// The sequence number the snapshot reads at.
+    pub fn sequence(&self) -> SeqNo {
+        self.seq
+    }
+    /// Reads `key` as of the snapshot.
+    pub fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(table, key, self.seq, false)
+    }
+    /// Iterates keys in `[start, end)` as of the snapshot.
+    pub fn range(&self, table: &Table, start: &[u8], end: Option<&[u8]>) -> Result<DbIterator> {
+        self.inner
+            .iter(table, start, end, self.inner.register_snapshot_at(self.seq))
+    }
+    /// Iterates keys starting with `prefix` as of the snapshot.
+    pub fn prefix(&self, table: &Table, prefix: &[u8]) -> Result<DbIterator> {
+        let end = prefix_successor(prefix);
+        self.range(table, prefix, end.as_deref())
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None`: unbounded).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last != 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
+impl Db {
+    /// Opens (or creates) a database in local directory `dir`.
+    pub fn open(dir: impl AsRef<Path>, settings: Settings) -> Result<Db> {
+        DbBuilder::new(settings).path(dir).open()
+    }
+
+    /// A builder, for storage, clock and merge-operator components.
+    pub fn builder(settings: Settings) -> DbBuilder {
+        DbBuilder::new(settings)
+    }
+
+    fn open_with(b: DbBuilder) -> Result<Db> {
+        b.settings.validate()?;
+        let settings = b.settings;
+        let storage: Arc<dyn Storage> = match (&b.storage, &b.dir) {
+            (Some(s), _) => s.clone(),
+            (None, Some(d)) => Arc::new(ObjectStorage::local(d.join("data"))?),
+            (None, None) => {
+                return Err(Error::invalid("DbBuilder needs a path or a storage"));
+            }
+        };
+        let split = settings.split();
+        let mut cache = BlockCache::new(split.block_cache);
+        if storage.is_remote() {
+            if let Some(dir) = &settings.disk_cache_dir {
+                cache = cache.with_disk_tier(dir.clone(), settings.disk_cache_bytes)?;
+            }
+        }
+        let cache = Arc::new(cache);
+        let hooks = Arc::new(Hooks::default());
+        let tree_opts = TreeOptions {
+            compaction: settings.compaction,
+            block_bytes: settings.table_block_bytes,
+            restart_interval: 16,
+            bloom_bits_per_key: settings.bloom_bits_per_key,
+            compaction_threads: settings.compaction_threads,
+        };
+        let (tree, recovered) = LsmTree::open(
+            storage.clone(),
+            Some(cache.clone()),
+            tree_opts,
+            hooks.clone(),
+        )?;
+        let tree = Arc::new(tree);
+        {
+            let mut tables = hooks.tables.write();
+            for (id, def) in &recovered.state.tables {
+                let options = TableOptions::decode(&def.options, &def.name)?;
+                let merge = options.operator(&b.merge_ops)?;
+                tables.insert(
+                    *id,
+                    TableEntry {
+                        name: def.name.as_str().into(),
+                        options,
+                        merge,
+                    },
+                );
+            }
+        }
+        let max_file_seq = tree
+            .current()
+            .all_files()
+            .map(|(_, _, f)| f.max_seq)
+            .max()
+            .unwrap_or(0);
+        let last_seq = recovered.state.last_seq.max(max_file_seq);
+        let middle = MiddleTier::new(
+            tree.clone(),
+            hooks.clone(),
+            MiddleSettings {
+                hot_budget: split.hot,
+                chunk_budget: split.chunks,
+                chunk_block_bytes: settings.chunk_block_bytes,
+                hot_stall_bytes: split.hot + split.hot / 2,
+            },
+        )?;
+        let wal_dir = settings
+            .wal_dir
+            .clone()
+            .or_else(|| b.dir.as_ref().map(|d| d.join("wal")));
+        if settings.wal_enabled && wal_dir.is_none() {
+            return Err(Error::invalid(
+                "wal_enabled needs settings.wal_dir when the store is not a local directory",
+            ));
+        }
+        let mut recovery = RecoveryInfo {
+            manifest_generation: recovered.recovery.as_ref().map_or(0, |r| r.generation),
+            skipped_torn_manifest: recovered
+                .recovery
+                .as_ref()
+                .and_then(|r| r.skipped_torn.clone()),
+            orphans_deleted: recovered.orphans_deleted,
+            ..Default::default()
+        };
+        let inner = Arc::new(Inner {
+            settings,
+            storage,
+            tree,
+            middle,
+            hooks,
+            cache,
+            merge_ops: b.merge_ops,
+            clock: b.clock,
+            queue: Mutex::new(VecDeque::new()),
+            queue_cv: Condvar::new(),
+            apply: Mutex::new(ApplyState { wal: None }),
+            last_seq: AtomicU64::new(last_seq),
+            wal_dir,
+            wal_bytes: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            table_lock: Mutex::new(()),
+            bg_flush: Mutex::new(None),
+            flushing: AtomicBool::new(false),
+            recovery: Mutex::new(RecoveryInfo::default()),
+        });
+        inner.recover_wal(
+            recovered.state.log_number,
+            recovered.state.last_seq,
+            &mut recovery,
+        )?;
+        *inner.recovery.lock() = recovery;
+        let db = Db { inner };
+        if db.table(DEFAULT_TABLE).is_none() {
+            db.create_table(DEFAULT_TABLE, TableOptions::default())?;
+        }
+        Ok(db)
+    }
+
+    /// What opening recovered.
+    pub fn recovery_info(&self) -> RecoveryInfo {
+        self.inner.recovery.lock().clone()
+    }
+
+    /// The clock given to the builder.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The settings the database runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The table every database has.
+    pub fn default_table(&self) -> Table {
+        self.table(DEFAULT_TABLE).expect("created at open")
+    }
+
+    /// Looks a table up by name.
+    pub fn table(&self, name: &str) -> Option<Table> {
+        self.inner
+            .hooks
+            .tables
+            .read()
+            .iter()
+            .find(|(_, t)| &*t.name == name)
+            .map(|(&id, t)| Table {
+                id,
+                name: t.name.clone(),
+            })
+    }
+
+    /// Every table, by id.
+    pub fn tables(&self) -> Vec<Table> {
+        let mut v: Vec<Table> = self
+            .inner
+            .hooks
+            .tables
+            .read()
+            .iter()
+            .map(|(&id, t)| Table {
+                id,
+                name: t.name.clone(),
+            })
+            .collect();
+        v.sort_by_key(|t| t.id);
+        v
+    }
+
+    /// Creates a table, or returns the existing one if its options are the same.
+    /// Errors: InvalidArgument if it exists with other options or the options are bad.
+    pub fn create_table(&self, name: &str, options: TableOptions) -> Result<Table> {
+        self.inner.check_writable()?;
+        options.validate()?;
+        if name.is_empty() || name.len() > 255 {
+            return Err(Error::invalid("table names are 1..=255 bytes"));
+        }
+        let _g = self.inner.table_lock.lock();
+        if let Some(t) = self.table(name) {
+            let same = self
+                .inner
+                .hooks
+                .tables
+                .read()
+                .get(&t.id)
+                .map(|e| e.options == options);
+            return match same {
+                Some(true) => Ok(t),
+                _ => Err(Error::invalid(format!(
+                    "table {name:?} exists with other options"
+                ))),
+            };
+        }
+        let merge = options.operator(&self.inner.merge_ops)?;
+        let id = self
+            .inner
+            .hooks
+            .tables
+            .read()
+            .keys()
+            .max()
+            .map_or(1, |m| m + 1);
+        let def = TableDef {
+            name: name.to_string(),
+            options: options.encode(),
+        };
+        self.inner.tree.commit(VersionEdit::default(), |m| {
+            m.tables.insert(id, def);
+        })?;
+        let name: Arc<str> = name.into();
+        self.inner.hooks.tables.write().insert(
+            id,
+            TableEntry {
+                name: name.clone(),
+                options,
+                merge,
+            },
+        );
+        Ok(Table { id, name })
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&self, table: &Table, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(table, key, value);
+        self.write(b)
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, table: &Table, key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(table, key);
+        self.write(b)
+    }
+
+    /// Folds `operand` into `key` with the table's merge operator (for list state: appends
+    /// without reading the list). InvalidArgument if the table has no merge operator.
+    pub fn merge(&self, table: &Table, key: &[u8], operand: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.merge(table, key, operand);
+        self.write(b)
+    }
+
+    /// Applies `batch` atomically. Concurrent writers are grouped: one of them writes the
+    /// WAL records of the whole group with one write (and one sync) and applies them.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(batch)
+    }
+
+    /// Reads the newest value of `key`.
+    pub fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(table, key, MAX_SEQ, true)
+    }
+
+    /// Reads several keys of one table, in order.
+    pub fn multi_get(&self, table: &Table, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(table, k)).collect()
+    }
+
+    /// Takes a snapshot of everything written so far.
+    pub fn snapshot(&self) -> Snapshot {
+        let _a = self.inner.apply.lock();
+        self.inner
+            .register_snapshot_at(self.inner.last_seq.load(Ordering::SeqCst))
+    }
+
+    /// Iterates keys in `[start, end)` (`end` `None`: to the table's end) in key order,
+    /// reading a consistent snapshot taken now.
+    pub fn range(&self, table: &Table, start: &[u8], end: Option<&[u8]>) -> Result<DbIterator> {
+        let snap = self.snapshot();
+        self.inner.iter(table, start, end, snap)
+    }
+
+    /// Iterates keys starting with `prefix`, in key order.
+    pub fn prefix(&self, table: &Table, prefix: &[u8]) -> Result<DbIterator> {
+        let end = prefix_successor(prefix);
+        self.range(table, prefix, end.as_deref())
+    }
+
+    /// Makes every write so far durable in table files, then drops WAL files it covers.
+    /// Writers wait while it runs. Without the WAL, reopening after a crash yields at least
+    /// the state as of the last completed flush.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Flushes and waits until no compaction is runnable (tests, bulk loads).
+    pub fn compact(&self) -> Result<()> {
+        self.inner.flush()?;
+        self.inner.tree.wait_for_compactions()
+    }
+
+    /// Waits until no compaction is runnable or running.
+    pub fn wait_for_compactions(&self) -> Result<()> {
+        self.inner.tree.wait_for_compactions()
+    }
+
+    /// Runs one maintenance pass (packing, chunk flushing) on this thread.
+    pub fn maintain(&self) -> Result<()> {
+        self.inner.middle.maintain_now()
+    }
+
+    /// Statistics for every tier.
+    pub fn stats(&self) -> Stats {
+        let i = &self.inner;
+        Stats::collect(
+            &i.settings,
+            i.middle.stats(),
+            i.cache.snapshot(),
+            i.tree.stats(),
+            i.last_seq.load(Ordering::SeqCst),
+            i.wal_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Closes the database: flushes if `flush_on_close`, stops background threads. Later
+    /// calls on any handle fail with [`Error::Closed`].
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        self.tree.check_poison()
+    }
+
+    fn register_snapshot_at(self: &Arc<Self>, seq: SeqNo) -> Snapshot {
+        *self.hooks.snapshots.lock().entry(seq).or_insert(0) += 1;
+        Snapshot {
+            seq,
+            inner: self.clone(),
+        }
+    }
+
+    fn table_merge(&self, table: &Table) -> Result<Option<Arc<dyn MergeOperator>>> {
+        match self.hooks.tables.read().get(&table.id) {
+            Some(e) if *e.name == *table.name => Ok(e.merge.clone()),
+            _ => Err(Error::invalid(format!("unknown table {:?}", table.name))),
+        }
+    }
+
+    fn validate_batch(&self, batch: &WriteBatch) -> Result<()> {
+        let tables = self.hooks.tables.read();
+        for op in &batch.ops {
+            let t = tables
+                .get(&op.table)
+                .ok_or_else(|| Error::invalid(format!("unknown table id {}", op.table)))?;
+            if op.key.len() > self.settings.max_key_bytes {
+                return Err(Error::invalid(format!(
+                    "key of {} bytes exceeds max_key_bytes {}",
+                    op.key.len(),
+                    self.settings.max_key_bytes
+                )));
+            }
+            if op.value.len() > self.settings.max_value_bytes {
+                return Err(Error::invalid(format!(
+                    "value of {} bytes exceeds max_value_bytes {}",
+                    op.value.len(),
+                    self.settings.max_value_bytes
+                )));
+            }
+            if op.kind == ValueKind::Merge && t.merge.is_none() {
+                return Err(Error::invalid(format!(
+                    "table {:?} has no merge operator",
+                    t.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn write(self: &Arc<Self>, batch: WriteBatch) -> Result<()> {
+        self.check_writable()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.validate_batch(&batch)?;
+        let me = Arc::new(Slot {
+            batch,
+            result: Mutex::new(None),
+        });
+        let mut q = self.queue.lock();
+        q.push_back(me.clone());
+        loop {
+            if let Some(r) = me.result.lock().take() {
+                return r;
+            }
+            if Arc::ptr_eq(&q[0], &me) {
+                break;
+            }
+            self.queue_cv.wait(&mut q);
+        }
+        // Leader: commit every queued batch (up to a bound) as one group.
+        let mut group = Vec::new();
+        let mut bytes = 0;
+        for s in q.iter() {
+            bytes += s
+                .batch
+                .ops
+                .iter()
+                .map(|o| o.key.len() + o.value.len())
+                .sum::<usize>();
+            group.push(s.clone());
+            if bytes > (1 << 20) {
+                break;
+            }
+        }
+        drop(q);
+        let r = self.commit_group(&group);
+        let mut q = self.queue.lock();
+        for s in &group {
+            q.pop_front();
+            if !Arc::ptr_eq(s, &me) {
+                *s.result.lock() = Some(r.clone());
+            }
+        }
+        self.queue_cv.notify_all();
+        drop(q);
+        r?;
+        self.maybe_flush_wal();
+        self.middle.after_write()
+    }
+
+    fn commit_group(&self, group: &[Arc<Slot>]) -> Result<()> {
+        let mut st = self.apply.lock();
+        self.tree.check_poison()?;
+        let base = self.last_seq.load(Ordering::SeqCst);
+        let mut seq = base;
+        let mut firsts = Vec::with_capacity(group.len());
+        for s in group {
+            firsts.push(seq + 1);
+            seq += s.batch.len() as u64;
+        }
+        if let Some(w) = &mut st.wal {
+            let payloads: Vec<Vec<u8>> = group
+                .iter()
+                .zip(&firsts)
+                .map(|(s, &f)| s.batch.encode(f))
+                .collect();
+            if let Err(e) = w.append(&payloads) {
+                self.tree.poison(&format!("WAL write failed: {e}"));
+                return Err(e);
+            }
+            self.wal_bytes.store(w.bytes(), Ordering::Relaxed);
+        }
+        for (s, &first) in group.iter().zip(&firsts) {
+            self.apply_batch(&s.batch, first);
+        }
+        self.last_seq.store(seq, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Applies a batch to the hot tier with sequence numbers from `first`.
+    fn apply_batch(&self, batch: &WriteBatch, first: SeqNo) {
+        let tables = self.hooks.tables.read();
+        let latest_snapshot = self.hooks.latest_snapshot();
+        let keys: Vec<Vec<u8>> = batch.ops.iter().map(|o| db_key(o.table, &o.key)).collect();
+        let writes: Vec<(&[u8], HotWrite<'_>)> = batch
+            .ops
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (o, k)): (usize, (&Op, &Vec<u8>))| {
+                (
+                    k.as_slice(),
+                    HotWrite {
+                        seq: first + i as u64,
+                        kind: o.kind,
+                        value: &o.value,
+                        merge: tables.get(&o.table).and_then(|t| t.merge.as_deref()),
+                        latest_snapshot,
+                    },
+                )
+            })
+            .collect();
+        if let [(k, w)] = writes.as_slice() {
+            self.middle.hot().apply(k, *w);
+        } else {
+            self.middle.hot().apply_all(&writes);
+        }
+    }
+
+    fn maybe_flush_wal(self: &Arc<Self>) {
+        if !self.settings.wal_enabled
+            || self.wal_bytes.load(Ordering::Relaxed) <= self.settings.wal_max_bytes
+            || self.flushing.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        let h = std::thread::Builder::new()
+            .name("strata-wal-flush".into())
+            .spawn(move || {
+                if let Some(inner) = me.upgrade() {
+                    // A failure poisons the tree; writers see it on their next write.
+                    let _ = inner.flush();
+                    inner.flushing.store(false, Ordering::SeqCst);
+                }
+            });
+        match h {
+            Ok(h) => {
+                if let Some(old) = self.bg_flush.lock().replace(h) {
+                    let _ = old.join();
+                }
+            }
+            Err(_) => self.flushing.store(false, Ordering::SeqCst),
+        }
+    }
+
+    fn get(&self, table: &Table, key: &[u8], seq: SeqNo, promote: bool) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        if key.len() > self.settings.max_key_bytes {
+            return Err(Error::invalid("key exceeds max_key_bytes"));
+        }
+        let merge = self.table_merge(table)?;
+        self.middle
+            .get(table.id, key, seq, merge.as_deref(), promote)
+    }
+
+    fn iter(
+        &self,
+        table: &Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        snap: Snapshot,
+    ) -> Result<DbIterator> {
+        self.check_open()?;
+        let merge = self.table_merge(table)?;
+        let (sources, version) = self.middle.iter_sources(table.id, start, end);
+        Ok(DbIterator {
+            inner: MergingIterator::new(sources),
+            _version: version,
+            seq: snap.seq,
+            _snap: snap,
+            start: start.to_vec(),
+            end: end.map(<[u8]>::to_vec),
+            merge,
+            started: false,
+            done: false,
+        })
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.check_writable()?;
+        let mut st = self.apply.lock();
+        let seq = self.last_seq.load(Ordering::SeqCst);
+        let new_wal = match (&self.wal_dir, self.settings.wal_enabled) {
+            (Some(dir), true) => Some(WalWriter::create(
+                dir,
+                self.tree.new_file_number(),
+                self.settings.wal_sync,
+            )?),
+            _ => None,
+        };
+        let log_number = new_wal.as_ref().map(WalWriter::number);
+        let r = self.middle.flush_all(|m| {
+            m.last_seq = m.last_seq.max(seq);
+            if let Some(n) = log_number {
+                m.log_number = n;
+            }
+        });
+        if let Err(e) = r {
+            if let (Some(dir), Some(n)) = (&self.wal_dir, log_number) {
+                let _ = std::fs::remove_file(wal_path(dir, n));
+            }
+            return Err(e);
+        }
+        if let Some(w) = new_wal {
+            st.wal = Some(w);
+            self.wal_bytes.store(0, Ordering::Relaxed);
+        }
+        drop(st);
+        if let (Some(dir), Some(n)) = (&self.wal_dir, log_number) {
+            for old in list_wals(dir)?.into_iter().filter(|&o| o < n) {
+                let _ = std::fs::remove_file(wal_path(dir, old));
+            }
+        }
+        self.tree.purge_obsolete();
+        Ok(())
+    }
+
+    fn recover_wal(
+        &self,
+        log_number: u64,
+        durable_seq: SeqNo,
+        info: &mut RecoveryInfo,
+    ) -> Result<()> {
+        let Some(dir) = &self.wal_dir else {
+            return Ok(());
+        };
+        let numbers: Vec<u64> = list_wals(dir)?
+            .into_iter()
+            .filter(|&n| n >= log_number)
+            .collect();
+        for &n in &numbers {
+            let c = read_wal(dir, n)?;
+            info.wal_torn_bytes += c.torn_bytes;
+            for (first, batch) in c.batches {
+                let last = first + batch.len() as u64 - 1;
+                if last <= durable_seq {
+                    continue;
+                }
+                self.validate_batch(&batch)?;
+                self.apply_batch(&batch, first);
+                self.last_seq.fetch_max(last, Ordering::SeqCst);
+                info.wal_batches_replayed += 1;
+            }
+        }
+        if !self.settings.wal_enabled && numbers.is_empty() {
+            return Ok(());
+        }
+        // Make the replayed writes durable in table files and start a fresh WAL.
+        if self.settings.wal_enabled || info.wal_batches_replayed > 0 {
+            self.flush()?;
+        }
+        if !self.settings.wal_enabled {
+            for n in list_wals(dir)? {
+                let _ = std::fs::remove_file(wal_path(dir, n));
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let r = if self.settings.flush_on_close && self.tree.check_poison().is_ok() {
+            self.flush()
+        } else {
+            Ok(())
+        };
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(h) = self.bg_flush.lock().take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+        self.middle.shutdown();
+        self.tree.shutdown();
+        r
+    }
+}
+
+/// Iterator over `(key, value)` pairs of one table in key order, from a consistent
+/// snapshot. Yields `Err` once (then ends) if a read fails or finds corruption.
+pub struct DbIterator {
+    inner: MergingIterator,
+    _version: Arc<Version>,
+    _snap: Snapshot,
+    seq: SeqNo,
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+    merge: Option<Arc<dyn MergeOperator>>,
+    started: bool,
+    done: bool,
+}
+
+impl DbIterator {
+    fn fold_operand(&self, existing: Option<&[u8]>, operand: Vec<u8>) -> Vec<u8> {
+        match &self.merge {
+            Some(op) => op.merge(existing, &operand),
+            None => operand,
+        }
+    }
+}
+
+impl Iterator for DbIterator {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            self.inner.seek(&key::seek_key(&self.start, MAX_SEQ));
+        }
+        loop {
+            if !self.inner.valid() {
+                self.done = true;
+                return self.inner.status().err().map(Err);
+            }
+            let uk = key::user_key(self.inner.key()).to_vec();
+            if self.end.as_deref().is_some_and(|e| uk.as_slice() >= e) {
+                self.done = true;
+                return None;
+            }
+            let mut acc: Option<Vec<u8>> = None;
+            let mut result: Option<Option<Vec<u8>>> = None;
+            let mut floor = SeqNo::MAX;
+            while self.inner.valid() && key::user_key(self.inner.key()) == uk.as_slice() {
+                let Some(p) = key::parse(self.inner.key()) else {
+                    self.done = true;
+                    return Some(Err(Error::corruption(
+                        "iterator source",
+                        "malformed internal key",
+                    )));
+                };
+                if result.is_none() && p.seq <= self.seq && p.seq < floor {
+                    floor = p.seq;
+                    let v = self.inner.value().to_vec();
+                    match p.kind {
+                        ValueKind::Put => {
+                            result = Some(Some(match acc.take() {
+                                Some(a) => self.fold_operand(Some(&v), a),
+                                None => v,
+                            }));
+                        }
+                        ValueKind::Delete => {
+                            result = Some(acc.take().map(|a| self.fold_operand(None, a)))
+                        }
+                        ValueKind::Merge => {
+                            acc = Some(match acc.take() {
+                                Some(a) => self.fold_operand(Some(&v), a),
+                                None => v,
+                            });
+                        }
+                    }
+                }
+                self.inner.next();
+            }
+            if let Err(e) = self.inner.status() {
+                self.done = true;
+                return Some(Err(e));
+            }
+            let value = match result {
+                Some(r) => r,
+                None => acc.map(|a| self.fold_operand(None, a)),
+            };
+            if let Some(v) = value {
+                return Some(Ok((uk, v)));
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Basic behaviour of the public API on both stores.
+
+use strata::{Error, MergeKind, Settings, TableOptions, WriteBatch};
+use strata_tests::{TestHome, STORE_KINDS};
+
+#[test]
+fn put_get_delete_merge_iterate_reopen() {
+    for kind in STORE_KINDS {
+        let home = TestHome::new(kind);
+        let db = home.open(Settings::small_for_tests(1 << 20)).unwrap();
+        let t = db.default_table();
+        let l = db
+            .create_table("lists", TableOptions::with_merge(MergeKind::Append))
+            .unwrap();
+        db.put(&t, b"a", b"1").unwrap();
+        db.put(&t, b"b", b"2").unwrap();
+        db.delete(&t, b"a").unwrap();
+        db.merge(&l, b"x", b"p").unwrap();
+        db.merge(&l, b"x", b"q").unwrap();
+        assert_eq!(db.get(&t, b"a").unwrap(), None);
+        assert_eq!(db.get(&t, b"b").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(db.get(&l, b"x").unwrap().as_deref(), Some(&b"pq"[..]));
+        let mut batch = WriteBatch::new();
+        batch.put(&t, b"c", b"3").merge(&l, b"x", b"r");
+        db.write(batch).unwrap();
+        let all: Vec<_> = db
+            .range(&t, b"", None)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"c".to_vec(), b"3".to_vec())
+            ]
+        );
+        assert!(matches!(
+            db.merge(&t, b"a", b"z"),
+            Err(Error::InvalidArgument(_))
+        ));
+        db.flush().unwrap();
+        db.close().unwrap();
+        assert!(matches!(db.get(&t, b"b"), Err(Error::Closed)));
+        let db = home.open(Settings::small_for_tests(1 << 20)).unwrap();
+        let l = db.table("lists").unwrap();
+        assert_eq!(
+            db.get(&l, b"x").unwrap().as_deref(),
+            Some(&b"pqr"[..]),
+            "{kind:?}"
+        );
+        assert_eq!(db.get(&t, b"c").unwrap().as_deref(), Some(&b"3"[..]));
+        db.merge(&l, b"x", b"s").unwrap();
+        assert_eq!(db.get(&l, b"x").unwrap().as_deref(), Some(&b"pqrs"[..]));
+    }
+}
