@@ -36,13 +36,19 @@ pub struct HotVersion {
     pub value: Vec<u8>,
 }
 
-/// A hot entry: versions newest first, plus its access stamp and persistence state.
+/// A hot entry: versions newest first, its access stamp, and its persistence watermark.
+///
+/// Versions with a sequence number `<= persisted` are also in a lower tier (chunks or
+/// table files); the others exist only here. The versions of a key across tiers are
+/// always contiguous: the hot chain holds the newest ones, lower tiers the older ones.
 #[derive(Debug)]
 pub struct Entry {
     versions: Vec<HotVersion>,
     access: AtomicU32,
-    /// True if some version is not yet in a lower tier.
-    dirty: bool,
+    persisted: SeqNo,
+    /// Versions up to this sequence number are being copied down (packing or flushing):
+    /// writes must not fold into them until they are marked persisted.
+    frozen: SeqNo,
 }
 
 impl Entry {
@@ -50,9 +56,9 @@ impl Entry {
     pub fn versions(&self) -> &[HotVersion] {
         &self.versions
     }
-    /// True if the entry must be written down before it may be dropped.
+    /// True if the newest version exists only in the hot tier.
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.versions[0].seq > self.persisted
     }
 }
 
@@ -226,7 +232,8 @@ impl HotKv {
                     value: w.value.to_vec(),
                 }],
                 access: AtomicU32::new(epoch),
-                dirty: true,
+                persisted: 0,
+                frozen: 0,
             };
             let k = Bytes::copy_from_slice(key);
             let charge = entry_charge(&k, &e);
@@ -238,11 +245,34 @@ impl HotKv {
         };
         let before = entry_charge(key, e);
         e.access.store(epoch, Ordering::Relaxed);
-        e.dirty = true;
         let newest = &mut e.versions[0];
         // The newest version may be replaced only if no live snapshot can see it.
         let replaceable = w.latest_snapshot.is_none_or(|s| s < newest.seq);
-        if replaceable {
+        let newest_persisted = newest.seq <= e.persisted;
+        let newest_frozen = newest.seq <= e.frozen;
+        if !replaceable || (newest_frozen && !newest_persisted) {
+            e.versions.insert(0, new_version(w));
+        } else if newest_persisted {
+            // Every version here is also below: start a fresh chain. A merge folds onto a
+            // resident value or tombstone (the result shadows everything below); onto a
+            // persisted operand it must not, or that operand would be applied twice.
+            let v = match (w.kind, w.merge, newest.kind) {
+                (ValueKind::Merge, Some(op), ValueKind::Put) => HotVersion {
+                    seq: w.seq,
+                    kind: ValueKind::Put,
+                    value: op.merge(Some(&newest.value), w.value),
+                },
+                (ValueKind::Merge, Some(op), ValueKind::Delete) => HotVersion {
+                    seq: w.seq,
+                    kind: ValueKind::Put,
+                    value: op.merge(None, w.value),
+                },
+                _ => new_version(w),
+            };
+            e.versions.clear();
+            e.versions.push(v);
+            self.stats.in_place.fetch_add(1, Ordering::Relaxed);
+        } else {
             match (w.kind, w.merge) {
                 (ValueKind::Merge, Some(op)) => match newest.kind {
                     ValueKind::Put | ValueKind::Merge => {
@@ -261,15 +291,6 @@ impl HotKv {
             }
             newest.seq = w.seq;
             self.stats.in_place.fetch_add(1, Ordering::Relaxed);
-        } else {
-            e.versions.insert(
-                0,
-                HotVersion {
-                    seq: w.seq,
-                    kind: w.kind,
-                    value: w.value.to_vec(),
-                },
-            );
         }
         let after = entry_charge(key, e);
         self.account(shard, before, after);
@@ -284,7 +305,7 @@ impl HotKv {
         };
         e.access
             .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
-        let r = resolve(e.versions.iter().filter(|v| v.seq <= seq), merge);
+        let r = resolve(readable(e).filter(|v| v.seq <= seq), merge);
         let c = match r {
             HotLookup::Value(_) | HotLookup::Deleted => &self.stats.hits,
             _ => &self.stats.misses,
@@ -313,7 +334,8 @@ impl HotKv {
                 value: value.to_vec(),
             }],
             access: AtomicU32::new(self.epoch.load(Ordering::Relaxed)),
-            dirty: false,
+            persisted: seq,
+            frozen: 0,
         };
         let k = Bytes::copy_from_slice(key);
         let charge = entry_charge(&k, &e);
@@ -357,7 +379,7 @@ impl HotKv {
             let s = s.read();
             for k in s.order.range::<[u8], _>((Bound::Included(start), hi)) {
                 if let Some(e) = s.map.get(k) {
-                    for v in &e.versions {
+                    for v in readable(e) {
                         out.push((
                             key::internal_key(k, v.seq, v.kind),
                             Bytes::copy_from_slice(&v.value),
@@ -370,9 +392,10 @@ impl HotKv {
         out
     }
 
-    /// Picks the coldest entries holding about `target` bytes. Returns (key, versions,
-    /// dirty) copies; nothing is removed until [`HotKv::remove_if_unchanged`].
-    pub fn coldest(&self, target: usize) -> Vec<(Bytes, Vec<HotVersion>, bool)> {
+    /// Picks the coldest entries holding about `target` bytes. Returns copies of (key,
+    /// versions not yet persisted, newest sequence number); the list is empty for clean
+    /// entries. Nothing is removed until [`HotKv::remove_if_unchanged`].
+    pub fn coldest(&self, target: usize) -> Vec<(Bytes, Vec<HotVersion>, SeqNo)> {
         let mut cands: Vec<(u32, usize, Bytes, usize)> = Vec::new();
         for (si, s) in self.shards.iter().enumerate() {
             let s = s.read();
@@ -392,23 +415,26 @@ impl HotKv {
             if taken >= target {
                 break;
             }
-            let s = self.shards[si].read();
-            if let Some(e) = s.map.get(&k) {
-                out.push((k.clone(), e.versions.clone(), e.dirty));
+            let mut s = self.shards[si].write();
+            if let Some(e) = s.map.get_mut(&k) {
+                e.frozen = e.versions[0].seq;
+                out.push((k.clone(), unpersisted(e), e.versions[0].seq));
                 taken += charge;
             }
         }
         out
     }
 
-    /// Copies every dirty entry (for a full flush).
+    /// Copies the versions not yet persisted of every dirty entry (for a full flush) and
+    /// freezes them until [`HotKv::mark_persisted`].
     pub fn dirty_entries(&self) -> Vec<(Bytes, Vec<HotVersion>)> {
         let mut out = Vec::new();
         for s in self.shards.iter() {
-            let s = s.read();
-            for (k, e) in &s.map {
-                if e.dirty {
-                    out.push((k.clone(), e.versions.clone()));
+            let mut s = s.write();
+            for (k, e) in s.map.iter_mut() {
+                if e.is_dirty() {
+                    e.frozen = e.versions[0].seq;
+                    out.push((k.clone(), unpersisted(e)));
                 }
             }
         }
@@ -435,13 +461,11 @@ impl HotKv {
         true
     }
 
-    /// Marks `key` clean if its newest version is still `newest_seq` (it was persisted).
-    pub fn mark_clean_if_unchanged(&self, key: &[u8], newest_seq: SeqNo) {
+    /// Records that every version of `key` up to `seq` is now in a lower tier.
+    pub fn mark_persisted(&self, key: &[u8], seq: SeqNo) {
         let mut shard = self.shards[self.shard_of(key)].write();
         if let Some(e) = shard.map.get_mut(key) {
-            if e.versions[0].seq == newest_seq {
-                e.dirty = false;
-            }
+            e.persisted = e.persisted.max(seq);
         }
     }
 
@@ -490,6 +514,34 @@ pub fn needed_versions(versions: &[HotVersion], snapshots: &[SeqNo]) -> Vec<bool
         }
     }
     keep
+}
+
+fn new_version(w: &HotWrite<'_>) -> HotVersion {
+    HotVersion {
+        seq: w.seq,
+        kind: w.kind,
+        value: w.value.to_vec(),
+    }
+}
+
+/// The versions of `e` a reader may combine with lower tiers, newest first: everything up
+/// to the first persisted merge operand. A persisted operand is left to the lower tiers,
+/// where compaction may already have folded it together with older operands under its
+/// sequence number; persisted values and tombstones end a lookup and are safe to use.
+fn readable(e: &Entry) -> impl Iterator<Item = &HotVersion> {
+    let persisted = e.persisted;
+    e.versions
+        .iter()
+        .take_while(move |v| !(v.seq <= persisted && v.kind == ValueKind::Merge))
+}
+
+/// The versions of `e` that are not yet in a lower tier.
+fn unpersisted(e: &Entry) -> Vec<HotVersion> {
+    e.versions
+        .iter()
+        .take_while(|v| v.seq > e.persisted)
+        .cloned()
+        .collect()
 }
 
 fn merge_into(op: &dyn MergeOperator, existing: &mut Vec<u8>, operand: &[u8]) {
@@ -582,6 +634,40 @@ mod tests {
     }
 
     #[test]
+    fn merge_onto_a_persisted_operand_does_not_fold_it_in_again() {
+        let h = HotKv::new();
+        h.apply(b"k", w(1, ValueKind::Merge, b"a", None));
+        h.mark_persisted(b"k", 1);
+        h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
+        assert_eq!(
+            h.get(b"k", 9, Some(&APPEND)),
+            HotLookup::Partial {
+                operand: b"b".to_vec(),
+                newest_seq: 2,
+                oldest_seq: 2
+            },
+            "the persisted operand lives below and must not be folded into the hot one"
+        );
+        // A persisted operand alone is left to the lower tiers.
+        h.apply(b"p", w(6, ValueKind::Merge, b"z", None));
+        h.mark_persisted(b"p", 6);
+        assert_eq!(h.get(b"p", 9, Some(&APPEND)), HotLookup::Absent);
+        assert!(h.range(b"p", Some(b"q")).is_empty());
+        // Folding onto an unpersisted operand is fine.
+        h.apply(b"k", w(3, ValueKind::Merge, b"c", None));
+        assert_eq!(h.dirty_entries()[0].1.len(), 1);
+        assert_eq!(h.dirty_entries()[0].1[0].value, b"bc");
+        // Onto a persisted full value, a merge yields a full value.
+        h.apply(b"v", w(4, ValueKind::Put, b"x", None));
+        h.mark_persisted(b"v", 4);
+        h.apply(b"v", w(5, ValueKind::Merge, b"y", None));
+        assert_eq!(
+            h.get(b"v", 9, Some(&APPEND)),
+            HotLookup::Value(b"xy".to_vec())
+        );
+    }
+
+    #[test]
     fn partial_merge_reports_operand_and_resolves() {
         let h = HotKv::new();
         h.apply(b"k", w(7, ValueKind::Merge, b"x", None));
@@ -602,6 +688,34 @@ mod tests {
     }
 
     #[test]
+    fn frozen_versions_are_not_folded_into() {
+        let h = HotKv::new();
+        h.apply(b"k", w(1, ValueKind::Merge, b"a", None));
+        let cold = h.coldest(usize::MAX);
+        assert_eq!(cold[0].1.len(), 1);
+        h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
+        assert_eq!(
+            h.get(b"k", 9, Some(&APPEND)),
+            HotLookup::Partial {
+                operand: b"ab".to_vec(),
+                newest_seq: 2,
+                oldest_seq: 1
+            },
+            "the frozen version stays readable but the new operand is a separate version"
+        );
+        assert!(!h.remove_if_unchanged(b"k", 1));
+        h.mark_persisted(b"k", 1);
+        assert_eq!(
+            h.get(b"k", 9, Some(&APPEND)),
+            HotLookup::Partial {
+                operand: b"b".to_vec(),
+                newest_seq: 2,
+                oldest_seq: 2
+            }
+        );
+    }
+
+    #[test]
     fn accounting_returns_to_zero_and_promotion_respects_generation() {
         let h = HotKv::new();
         for i in 0..1000u32 {
@@ -614,8 +728,8 @@ mod tests {
         let cold = h.coldest(usize::MAX);
         assert_eq!(cold.len(), 1000);
         let g = h.generation(&5u32.to_be_bytes());
-        for (k, v, _) in cold {
-            assert!(h.remove_if_unchanged(&k, v[0].seq));
+        for (k, _, newest) in cold {
+            assert!(h.remove_if_unchanged(&k, newest));
         }
         assert_eq!((h.bytes(), h.len()), (0, 0));
         h.promote(&5u32.to_be_bytes(), g, 6, ValueKind::Put, b"stale");

@@ -364,17 +364,22 @@ impl MiddleTier {
             }
         }
         hot_entries.sort_by(|a, b| key::compare(&a.0, &b.0));
-        let mut children: Vec<Box<dyn InternalIterator>> =
-            vec![Box::new(VecIter::new(hot_entries))];
-        for c in &chunks {
-            children.push(Box::new(c.iter()));
-        }
-        let edit = s.write_l0(MergingIterator::new(children))?;
+        // Chunks and hot entries go to separate level-0 files (chunks first, so the hot file
+        // is newer): a file never folds a hot version together with a chunk version, so
+        // either source may leave memory first without hiding the other (see DESIGN.md).
+        let chunk_iters: Vec<Box<dyn InternalIterator>> = chunks
+            .iter()
+            .map(|c| Box::new(c.iter()) as Box<dyn InternalIterator>)
+            .collect();
+        let mut edit = s.write_l0(MergingIterator::new(chunk_iters))?;
+        let hot_iter: Box<dyn InternalIterator> = Box::new(VecIter::new(hot_entries));
+        edit.added
+            .extend(s.write_l0(MergingIterator::new(vec![hot_iter]))?.added);
         s.tree.commit(edit, update)?;
-        for (k, versions) in &dirty {
-            s.hot.mark_clean_if_unchanged(k, versions[0].seq);
-        }
         s.remove_chunks(&chunks);
+        for (k, versions) in &dirty {
+            s.hot.mark_persisted(k, versions[0].seq);
+        }
         s.counters.full_flushes.fetch_add(1, Ordering::Relaxed);
         s.tree.kick();
         Ok(())
@@ -475,8 +480,8 @@ impl Shared {
         let cands = self.hot.coldest(target);
         let mut entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
         let mut raw = 0usize;
-        for (k, versions, dirty) in &cands {
-            if !dirty {
+        for (k, versions, _) in &cands {
+            if versions.is_empty() {
                 continue;
             }
             let keep = needed_versions(versions, snapshots);
@@ -509,9 +514,14 @@ impl Shared {
             // Publish before removing from the hot tier.
             self.chunks.write().insert(0, chunk);
         }
-        for (k, versions, dirty) in &cands {
-            if self.hot.remove_if_unchanged(k, versions[0].seq) && !dirty {
-                self.counters.dropped_clean.fetch_add(1, Ordering::Relaxed);
+        for (k, versions, newest) in &cands {
+            if self.hot.remove_if_unchanged(k, *newest) {
+                if versions.is_empty() {
+                    self.counters.dropped_clean.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                // Written meanwhile: the copied versions now live in the chunk too.
+                self.hot.mark_persisted(k, *newest);
             }
         }
         self.counters.packs.fetch_add(1, Ordering::Relaxed);

@@ -770,19 +770,22 @@ impl Inner {
 
     /// Applies a batch to the hot tier with sequence numbers from `first`.
     fn apply_batch(&self, batch: &WriteBatch, first: SeqNo) {
+        self.apply_ops(batch.ops.iter().zip(first..));
+    }
+
+    /// Applies operations with their sequence numbers, all at once for point readers.
+    fn apply_ops<'a>(&self, ops: impl Iterator<Item = (&'a Op, SeqNo)>) {
         let tables = self.hooks.tables.read();
         let latest_snapshot = self.hooks.latest_snapshot();
-        let keys: Vec<Vec<u8>> = batch.ops.iter().map(|o| db_key(o.table, &o.key)).collect();
-        let writes: Vec<(&[u8], HotWrite<'_>)> = batch
-            .ops
+        let ops: Vec<(&Op, SeqNo, Vec<u8>)> =
+            ops.map(|(o, s)| (o, s, db_key(o.table, &o.key))).collect();
+        let writes: Vec<(&[u8], HotWrite<'_>)> = ops
             .iter()
-            .zip(&keys)
-            .enumerate()
-            .map(|(i, (o, k)): (usize, (&Op, &Vec<u8>))| {
+            .map(|(o, seq, k)| {
                 (
                     k.as_slice(),
                     HotWrite {
-                        seq: first + i as u64,
+                        seq: *seq,
                         kind: o.kind,
                         value: &o.value,
                         merge: tables.get(&o.table).and_then(|t| t.merge.as_deref()),
@@ -791,11 +794,22 @@ impl Inner {
                 )
             })
             .collect();
-        if let [(k, w)] = writes.as_slice() {
-            self.middle.hot().apply(k, *w);
-        } else {
-            self.middle.hot().apply_all(&writes);
+        match writes.as_slice() {
+            [] => {}
+            [(k, w)] => self.middle.hot().apply(k, *w),
+            _ => self.middle.hot().apply_all(&writes),
         }
+    }
+
+    /// Newest sequence number of `key` in table files, if any.
+    fn newest_in_tables(&self, version: &Version, table: u32, key: &[u8]) -> Result<Option<SeqNo>> {
+        let mut newest = None;
+        self.tree
+            .get(version, table, key, MAX_SEQ, &mut |_, seq, _| {
+                newest = Some(seq);
+                false
+            })?;
+        Ok(newest)
     }
 
     fn maybe_flush_wal(self: &Arc<Self>) {
@@ -913,13 +927,25 @@ impl Inner {
         for &n in &numbers {
             let c = read_wal(dir, n)?;
             info.wal_torn_bytes += c.torn_bytes;
+            let version = self.tree.current();
             for (first, batch) in c.batches {
                 let last = first + batch.len() as u64 - 1;
                 if last <= durable_seq {
                     continue;
                 }
                 self.validate_batch(&batch)?;
-                self.apply_batch(&batch, first);
+                // A chunk flush may have written some of these writes to table files
+                // already: for one key, table files always hold a prefix of its history, so
+                // an operation is there exactly when the key's newest version below is at
+                // least as new. Re-applying it would apply a merge operand twice.
+                let mut todo = Vec::with_capacity(batch.ops.len());
+                for (op, seq) in batch.ops.iter().zip(first..) {
+                    let below = self.newest_in_tables(&version, op.table, &op.key)?;
+                    if below.is_none_or(|b| b < seq) {
+                        todo.push((op, seq));
+                    }
+                }
+                self.apply_ops(todo.into_iter());
                 self.last_seq.fetch_max(last, Ordering::SeqCst);
                 info.wal_batches_replayed += 1;
             }

@@ -107,7 +107,8 @@ impl Settings {
             ..Default::default()
         };
         s.compaction.level_base_bytes = budget;
-        s.compaction.target_file_bytes = (budget / 32).max(16 << 10);
+        // Half the write-buffer share per builder (one compaction thread + one flusher).
+        s.compaction.target_file_bytes = (s.split().write_buffers as u64 / 4).max(4096);
         s.compaction.l0_trigger = 3;
         s.compaction.l0_stop = 12;
         s
