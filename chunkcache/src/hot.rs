@@ -469,24 +469,24 @@ impl HotKv {
         }
     }
 
-    /// Drops versions that neither the latest reader nor any snapshot in `snapshots` can
-    /// see. Returns bytes freed.
-    pub fn prune_versions(&self, snapshots: &[SeqNo]) -> usize {
+    /// Drops versions that are also in a lower tier, except each entry's newest one (a
+    /// persisted value still answers reads in memory). Readers needing a dropped version
+    /// find it below, so this needs no snapshot list, which could be stale by the time a
+    /// chain is pruned. Returns bytes freed.
+    pub fn prune_versions(&self) -> usize {
         let mut freed = 0;
         for s in self.shards.iter() {
             let mut s = s.write();
             let mut delta = 0usize;
             for (k, e) in s.map.iter_mut() {
-                if e.versions.len() < 2 {
-                    continue;
-                }
-                let keep = needed_versions(&e.versions, snapshots);
-                if keep.iter().all(|&k| k) {
+                let persisted = e.persisted;
+                if e.versions.len() < 2 || e.versions.last().is_none_or(|v| v.seq > persisted) {
                     continue;
                 }
                 let before = entry_charge(k, e);
-                let mut it = keep.into_iter();
-                e.versions.retain(|_| it.next().unwrap_or(true));
+                let mut first = true;
+                e.versions
+                    .retain(|v| std::mem::take(&mut first) || v.seq > persisted);
                 e.versions.shrink_to_fit();
                 delta += before.saturating_sub(entry_charge(k, e));
             }
@@ -496,24 +496,6 @@ impl HotKv {
         }
         freed
     }
-}
-
-/// Which of `versions` (newest first) some reader needs: for the latest reader and each
-/// snapshot, the newest version it can see, plus the merge operands' bases below it.
-pub fn needed_versions(versions: &[HotVersion], snapshots: &[SeqNo]) -> Vec<bool> {
-    let mut keep = vec![false; versions.len()];
-    for r in std::iter::once(SeqNo::MAX).chain(snapshots.iter().copied()) {
-        if let Some(mut i) = versions.iter().position(|v| v.seq <= r) {
-            loop {
-                keep[i] = true;
-                if versions[i].kind != ValueKind::Merge || i + 1 == versions.len() {
-                    break;
-                }
-                i += 1;
-            }
-        }
-    }
-    keep
 }
 
 fn new_version(w: &HotWrite<'_>) -> HotVersion {
@@ -620,17 +602,27 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_keeps_old_version_and_prune_drops_it_later() {
+    fn snapshot_keeps_old_version_and_prune_drops_it_once_persisted() {
         let h = HotKv::new();
         h.apply(b"k", w(1, ValueKind::Put, b"old", None));
         h.apply(b"k", w(5, ValueKind::Put, b"new", Some(3)));
         assert_eq!(h.get(b"k", 3, None), HotLookup::Value(b"old".to_vec()));
         assert_eq!(h.get(b"k", 9, None), HotLookup::Value(b"new".to_vec()));
+        assert_eq!(
+            h.prune_versions(),
+            0,
+            "nothing is below yet: nothing may go"
+        );
+        h.mark_persisted(b"k", 5);
         let before = h.bytes();
-        assert!(h.prune_versions(&[3]) == 0, "snapshot 3 still needs seq 1");
-        let freed = h.prune_versions(&[]);
+        let freed = h.prune_versions();
         assert!(freed > 0 && h.bytes() == before - freed);
-        assert_eq!(h.get(b"k", 3, None), HotLookup::Absent);
+        assert_eq!(
+            h.get(b"k", 3, None),
+            HotLookup::Absent,
+            "now read from below"
+        );
+        assert_eq!(h.get(b"k", 9, None), HotLookup::Value(b"new".to_vec()));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use strata_dfs::{
 };
 
 use crate::chunk::Chunk;
-use crate::hot::{needed_versions, HotKv, HotLookup, HotVersion};
+use crate::hot::{HotKv, HotLookup, HotVersion};
 
 /// Length of the table-id prefix of a db key.
 pub const TABLE_PREFIX_LEN: usize = 4;
@@ -457,10 +457,9 @@ impl Shared {
         let _m = self.maint.lock();
         self.tree.check_poison()?;
         if self.hot.bytes() > self.settings.hot_budget {
-            let snaps = self.hooks.snapshots();
-            self.hot.prune_versions(&snaps);
+            self.hot.prune_versions();
             if self.hot.bytes() > self.settings.hot_budget {
-                self.pack(&snaps)?;
+                self.pack()?;
             }
             self.notify_room();
         }
@@ -471,7 +470,9 @@ impl Shared {
     }
 
     /// Moves the coldest hot entries into new chunks (dirty ones) or drops them (clean).
-    fn pack(&self, snapshots: &[SeqNo]) -> Result<()> {
+    /// Every unpersisted version is packed: a snapshot taken after a list of snapshots was
+    /// read could need any of them.
+    fn pack(&self) -> Result<()> {
         let target = self
             .hot
             .bytes()
@@ -484,14 +485,11 @@ impl Shared {
             if versions.is_empty() {
                 continue;
             }
-            let keep = needed_versions(versions, snapshots);
-            for (v, keep) in versions.iter().zip(keep) {
-                if keep {
-                    entries.push((
-                        key::internal_key(k, v.seq, v.kind),
-                        Bytes::copy_from_slice(&v.value),
-                    ));
-                }
+            for v in versions {
+                entries.push((
+                    key::internal_key(k, v.seq, v.kind),
+                    Bytes::copy_from_slice(&v.value),
+                ));
             }
             raw += hot_charge(k, versions);
         }

@@ -260,7 +260,9 @@ impl LsmTree {
     }
 
     /// Writes the entries of `iter` (from its current position to its end) as one table file
-    /// of `table_id` destined for `level`. Returns `None` if there were no entries.
+    /// of `table_id` destined for `level`. Returns `None` if there were no entries. A failed
+    /// write poisons the tree: the caller's data is still in memory, but nothing may be
+    /// written after a write that may have been lost.
     pub fn write_table(
         &self,
         table_id: u32,
@@ -277,7 +279,10 @@ impl LsmTree {
         if b.entries() == 0 {
             return Ok(None);
         }
-        let meta = self.inner.finish_table(b)?;
+        let meta = self.inner.finish_table(b).inspect_err(|e| {
+            self.inner
+                .set_poison(&format!("writing a level-{level} table failed: {e}"));
+        })?;
         self.inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
         self.inner
             .counters

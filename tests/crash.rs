@@ -1,0 +1,136 @@
+//! WAL on: a writer process is killed with SIGKILL mid-stream; on reopen every write it
+//! acknowledged must be there. The writer is this test binary re-run in child mode.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use strata::{Db, MergeKind, Settings, TableOptions, WriteBatch};
+
+const CHILD_ENV: &str = "STRATA_CRASH_CHILD_DIR";
+
+fn settings() -> Settings {
+    let mut s = Settings::small_for_tests(512 << 10);
+    s.wal_enabled = true;
+    s.wal_max_bytes = 256 << 10; // background flushes happen during the run too
+    s.flush_on_close = false;
+    s
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("k{:05}", i % 5000).into_bytes()
+}
+
+/// The writer: puts, list appends and batches, printing `ack <i>` after each write returns.
+/// Runs until killed. Does nothing unless started by the parent test.
+#[test]
+#[ignore = "child process of wal_survives_sigkill"]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let db = Db::open(&dir, settings()).unwrap();
+    let t = db.default_table();
+    let l = db
+        .create_table("lists", TableOptions::with_merge(MergeKind::Append))
+        .unwrap();
+    for i in 0u64.. {
+        match i % 3 {
+            0 => db.put(&t, &key(i), &i.to_le_bytes()).unwrap(),
+            1 => db.merge(&l, &key(i % 97), &i.to_le_bytes()).unwrap(),
+            _ => {
+                let mut b = WriteBatch::new();
+                b.put(&t, &key(i), &i.to_le_bytes());
+                b.merge(&l, &key(i % 97), &i.to_le_bytes());
+                db.write(b).unwrap();
+            }
+        }
+        println!("ack {i}");
+    }
+}
+
+#[test]
+fn wal_survives_sigkill() {
+    for (round, kill_after) in [(0, 3_000u64), (1, 12_000), (2, 25_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut acked: Option<u64> = None;
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap() > 0 {
+            if let Some(n) = line.trim().strip_prefix("ack ") {
+                acked = Some(n.parse().unwrap());
+                if acked.unwrap() + 1 >= kill_after {
+                    child.kill().unwrap(); // SIGKILL
+                    break;
+                }
+            }
+            line.clear();
+        }
+        // Lines already in the pipe were acknowledged before the kill too.
+        for l in out.lines() {
+            if let Some(n) = l.unwrap().trim().strip_prefix("ack ") {
+                acked = Some(n.parse().unwrap());
+            }
+        }
+        child.wait().unwrap();
+        let acked = acked.expect("the child acknowledged writes");
+        assert!(acked + 1 >= kill_after, "child died early at {acked}");
+
+        let db = Db::open(dir.path(), settings()).unwrap();
+        let info = db.recovery_info();
+        assert!(
+            info.wal_batches_replayed > 0,
+            "round {round}: nothing replayed"
+        );
+        let t = db.default_table();
+        let l = db.table("lists").unwrap();
+        // Every acknowledged put: the newest acknowledged write to each key (or a later one
+        // that was in flight, which must then be the next write to that key).
+        for i in acked.saturating_sub(4999)..=acked {
+            if i % 3 == 1 {
+                continue;
+            }
+            let got = db
+                .get(&t, &key(i))
+                .unwrap()
+                .expect("acknowledged put is missing");
+            let got = u64::from_le_bytes(got.try_into().unwrap());
+            assert!(got >= i, "round {round}: key {i} went back to {got}");
+        }
+        // Every acknowledged list append, in order, with nothing duplicated.
+        for k in 0..97u64 {
+            let got = db.get(&l, &key(k)).unwrap().unwrap_or_default();
+            let got: Vec<u64> = got
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let want: Vec<u64> = (0..=acked).filter(|i| i % 3 != 0 && i % 97 == k).collect();
+            assert!(
+                got.len() >= want.len(),
+                "round {round}: list {k} lost appends"
+            );
+            assert_eq!(
+                &got[..want.len()],
+                &want[..],
+                "round {round}: list {k} differs"
+            );
+            assert!(
+                got.len() <= want.len() + 1,
+                "round {round}: list {k} has duplicates"
+            );
+        }
+        db.close().unwrap();
+    }
+}
