@@ -66,13 +66,31 @@ impl Entry {
 /// every value's capacity, plus the key handles in the hash map and the ordered set and the
 /// map's control byte.
 pub fn entry_charge(key: &[u8], e: &Entry) -> usize {
-    key.len()
+    charge(
+        key.len(),
+        e.versions.capacity(),
+        e.versions.iter().map(|v| v.value.capacity()).sum(),
+    )
+}
+
+/// What a chain of copied `versions` of `key` cost in the hot tier (as [`entry_charge`],
+/// with lengths for capacities); used to report the chunk compression ratio.
+pub fn chain_charge(key: &[u8], versions: &[HotVersion]) -> usize {
+    charge(
+        key.len(),
+        versions.len(),
+        versions.iter().map(|v| v.value.len()).sum(),
+    )
+}
+
+fn charge(key_len: usize, version_slots: usize, value_bytes: usize) -> usize {
+    key_len
         + std::mem::size_of::<Entry>()
         + 2 * std::mem::size_of::<Bytes>()
         + 1
         + 32 // the shared handle `Bytes` allocates when the key is cloned into the set
-        + e.versions.capacity() * std::mem::size_of::<HotVersion>()
-        + e.versions.iter().map(|v| v.value.capacity()).sum::<usize>()
+        + version_slots * std::mem::size_of::<HotVersion>()
+        + value_bytes
 }
 
 #[derive(Default)]

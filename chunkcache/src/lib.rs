@@ -8,5 +8,5 @@ mod hot;
 mod tier;
 
 pub use chunk::{Chunk, ChunkIter};
-pub use hot::{entry_charge, HotKv, HotLookup, HotVersion, HotWrite};
+pub use hot::{chain_charge, entry_charge, HotKv, HotLookup, HotVersion, HotWrite};
 pub use tier::{db_key, MiddleSettings, MiddleStats, MiddleTier, StripPrefix, TABLE_PREFIX_LEN};

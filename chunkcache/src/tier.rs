@@ -23,7 +23,7 @@ use strata_dfs::{
 };
 
 use crate::chunk::Chunk;
-use crate::hot::{HotKv, HotLookup, HotVersion};
+use crate::hot::{chain_charge, HotKv, HotLookup};
 
 /// Length of the table-id prefix of a db key.
 pub const TABLE_PREFIX_LEN: usize = 4;
@@ -491,7 +491,7 @@ impl Shared {
                     Bytes::copy_from_slice(&v.value),
                 ));
             }
-            raw += hot_charge(k, versions);
+            raw += chain_charge(k, versions);
         }
         entries.sort_by(|a, b| key::compare(&a.0, &b.0));
         if !entries.is_empty() {
@@ -647,16 +647,6 @@ impl Shared {
         }
         Ok(())
     }
-}
-
-fn hot_charge(k: &[u8], versions: &[HotVersion]) -> usize {
-    // Same formula as the hot tier's accounting, for the compression ratio.
-    k.len()
-        + std::mem::size_of::<crate::hot::Entry>()
-        + 2 * std::mem::size_of::<Bytes>()
-        + 33
-        + versions.len() * std::mem::size_of::<HotVersion>()
-        + versions.iter().map(|v| v.value.capacity()).sum::<usize>()
 }
 
 fn maintenance_loop(s: &Arc<Shared>) {

@@ -322,7 +322,7 @@ impl Db {
         let cache = Arc::new(cache);
         let hooks = Arc::new(Hooks::default());
         let tree_opts = TreeOptions {
-            compaction: settings.compaction,
+            compaction: settings.effective_compaction(),
             block_bytes: settings.table_block_bytes,
             restart_interval: 16,
             bloom_bits_per_key: settings.bloom_bits_per_key,

@@ -26,6 +26,11 @@
 //! ```
 #![deny(missing_docs)]
 
+/// The README's example, compiled and run as a doc-test.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod batch;
 mod db;
 mod options;

@@ -27,7 +27,8 @@ pub struct Settings {
     /// Share of the budget for the block cache.
     pub block_cache_fraction: f64,
     /// Share of the budget for write buffers: table files being built by flushes and
-    /// compactions. Bounds `compaction.target_file_bytes`.
+    /// compactions. The effective `compaction.target_file_bytes` is capped at this share
+    /// divided by (compaction threads + 1), and at least 64 KiB.
     pub write_buffer_fraction: f64,
     /// Uncompressed size of a chunk block.
     pub chunk_block_bytes: usize,
@@ -168,14 +169,6 @@ impl Settings {
         if c.target_file_bytes < 4096 || c.level_base_bytes < c.target_file_bytes {
             return bad("compaction needs 4096 <= target_file_bytes <= level_base_bytes".into());
         }
-        let split = self.split();
-        let per_builder = split.write_buffers as u64 / (self.compaction_threads as u64 + 1);
-        if c.target_file_bytes > per_builder.max(4096) {
-            return bad(format!(
-                "compaction.target_file_bytes {} exceeds the write buffer share per builder ({per_builder})",
-                c.target_file_bytes
-            ));
-        }
         if !(1..=16).contains(&self.compaction_threads) {
             return bad(format!(
                 "compaction_threads must be in 1..=16, got {}",
@@ -192,6 +185,14 @@ impl Settings {
             return bad("wal_max_bytes must be at least 4096".into());
         }
         Ok(())
+    }
+
+    /// Compaction settings with the output file size capped by the write-buffer share.
+    pub fn effective_compaction(&self) -> CompactionOptions {
+        let mut c = self.compaction;
+        let per_builder = self.split().write_buffers as u64 / (self.compaction_threads as u64 + 1);
+        c.target_file_bytes = c.target_file_bytes.min(per_builder.max(64 << 10));
+        c
     }
 
     /// The memory budget in bytes per component.
@@ -214,6 +215,15 @@ mod tests {
     fn defaults_validate_and_bad_values_are_named() {
         Settings::default().validate().unwrap();
         Settings::small_for_tests(4 << 20).validate().unwrap();
+        let small = Settings {
+            memory_budget_bytes: 8 << 20,
+            ..Default::default()
+        };
+        small.validate().unwrap();
+        assert_eq!(
+            small.effective_compaction().target_file_bytes,
+            8 * 1048576 / 10 / 2
+        );
         let cases: Vec<(Settings, &str)> = vec![
             (
                 Settings {

@@ -114,7 +114,7 @@ impl Version {
             lv.files[*level].push(Arc::new(f.clone()));
         }
         for lv in v.tables.values_mut() {
-            lv.files[0].sort_by(|a, b| b.number.cmp(&a.number));
+            lv.files[0].sort_by_key(|f| std::cmp::Reverse(f.number));
             for files in lv.files.iter_mut().skip(1) {
                 files.sort_by(|a, b| key::compare(&a.smallest, &b.smallest));
             }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Starts a throwaway S3-compatible server (SeaweedFS) on
+# 127.0.0.1 for the storage conformance tests, requires it (a server that fails to start
+# fails the run), and stops it on exit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+s3sh="$root/../shared/s3/seaweedfs.sh"
+if [ ! -x "$s3sh" ] && [ ! -f "$s3sh" ]; then
+  echo "test.sh: $s3sh not found (shared/ must sit beside the repository)" >&2
+  exit 1
+fi
+s3dir=$(mktemp -d "${TMPDIR:-/tmp}/strata-s3.XXXXXX")
+cleanup() {
+  bash "$s3sh" stop "$s3dir" >/dev/null 2>&1 || true
+  rm -rf "$s3dir"
+}
+trap cleanup EXIT
+echo "== starting SeaweedFS on 127.0.0.1 =="
+env_lines=$(bash "$s3sh" start "$s3dir") || { echo "test.sh: the S3 server did not start" >&2; exit 1; }
+eval "$env_lines"
+export STRATA_REQUIRE_S3=1
+echo "== cargo test --workspace (S3 at $STRATA_S3_ENDPOINT) =="
+cargo test --workspace "$@"
