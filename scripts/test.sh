@@ -21,4 +21,12 @@ env_lines=$(bash "$s3sh" start "$s3dir") || { echo "test.sh: the S3 server did n
 eval "$env_lines"
 export STRATA_REQUIRE_S3=1
 echo "== cargo test --workspace (S3 at $STRATA_S3_ENDPOINT) =="
-cargo test --workspace "$@"
+log="$s3dir/cargo-test.log"
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one "test result" per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
