@@ -54,3 +54,48 @@ fn put_get_delete_merge_iterate_reopen() {
         assert_eq!(db.get(&l, b"x").unwrap().as_deref(), Some(&b"pqrs"[..]));
     }
 }
+
+#[test]
+fn update_is_an_atomic_read_modify_write() {
+    for kind in STORE_KINDS {
+        let home = TestHome::new(kind);
+        let db = home.open(Settings::small_for_tests(1 << 20)).unwrap();
+        let t = db.default_table();
+        let incr = |old: Option<&[u8]>| {
+            let n = old.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
+            Some((n + 1).to_le_bytes().to_vec())
+        };
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let db = db.clone();
+                let t = t.clone();
+                s.spawn(move || {
+                    for i in 0..500u64 {
+                        db.update(&t, format!("c{}", i % 50).as_bytes(), incr)
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        for i in 0..50 {
+            let v = db.get(&t, format!("c{i}").as_bytes()).unwrap().unwrap();
+            assert_eq!(
+                u64::from_le_bytes(v.try_into().unwrap()),
+                40,
+                "{kind:?}: lost update"
+            );
+        }
+        let st = db.stats();
+        assert!(
+            st.middle.in_place_updates > 0,
+            "updates of hot keys happen in place"
+        );
+        db.update(&t, b"c0", |_| None).unwrap();
+        assert_eq!(db.get(&t, b"c0").unwrap(), None);
+        // After the keys move to table files, update reads them back.
+        db.flush().unwrap();
+        db.update(&t, b"c1", incr).unwrap();
+        let v = db.get(&t, b"c1").unwrap().unwrap();
+        assert_eq!(u64::from_le_bytes(v.try_into().unwrap()), 41);
+    }
+}

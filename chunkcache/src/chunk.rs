@@ -15,7 +15,7 @@ use strata_dfs::internals::{
     decode_block, encode_block, may_contain, Block, BlockBuilder, BlockIter, BloomBuilder,
 };
 use strata_dfs::key::{self, SeqNo, ValueKind};
-use strata_dfs::{Compression, Error, InternalIterator, Result};
+use strata_dfs::{Compression, ConcatIter, Error, Result, Segments};
 
 /// An immutable chunk.
 #[derive(Debug)]
@@ -153,107 +153,36 @@ impl Chunk {
 
     /// An iterator over the whole chunk.
     pub fn iter(self: &Arc<Self>) -> ChunkIter {
-        ChunkIter {
-            chunk: self.clone(),
-            block_idx: self.blocks.len(),
-            cur: None,
-            err: None,
-        }
+        ConcatIter::new(ChunkBlocks(self.clone()))
+    }
+}
+
+/// A chunk's blocks as segments.
+pub struct ChunkBlocks(Arc<Chunk>);
+
+impl Segments for ChunkBlocks {
+    type Iter = BlockIter;
+    fn count(&self) -> usize {
+        self.0.blocks.len()
+    }
+    fn find(&self, target: &[u8]) -> usize {
+        self.0
+            .index
+            .partition_point(|last| key::compare(last, target) == Ordering::Less)
+    }
+    fn open(&self, i: usize) -> Result<BlockIter> {
+        Ok(self.0.block(i)?.iter())
     }
 }
 
 /// Iterator over a chunk's entries, decompressing one block at a time.
-pub struct ChunkIter {
-    chunk: Arc<Chunk>,
-    block_idx: usize,
-    cur: Option<BlockIter>,
-    err: Option<Error>,
-}
-
-impl ChunkIter {
-    fn load(&mut self, i: usize) -> bool {
-        self.block_idx = i;
-        self.cur = None;
-        if i >= self.chunk.blocks.len() {
-            return false;
-        }
-        match self.chunk.block(i) {
-            Ok(b) => {
-                self.cur = Some(b.iter());
-                true
-            }
-            Err(e) => {
-                self.err = Some(e);
-                false
-            }
-        }
-    }
-
-    fn skip_exhausted(&mut self) {
-        while self.cur.as_ref().is_some_and(|c| !c.valid()) {
-            if let Some(Err(e)) = self.cur.as_ref().map(|c| c.status()) {
-                self.err = Some(e);
-                self.cur = None;
-                return;
-            }
-            if !self.load(self.block_idx + 1) {
-                return;
-            }
-            if let Some(c) = &mut self.cur {
-                c.seek_to_first();
-            }
-        }
-    }
-}
-
-impl InternalIterator for ChunkIter {
-    fn valid(&self) -> bool {
-        self.err.is_none() && self.cur.as_ref().is_some_and(|c| c.valid())
-    }
-    fn seek_to_first(&mut self) {
-        if self.load(0) {
-            if let Some(c) = &mut self.cur {
-                c.seek_to_first();
-            }
-            self.skip_exhausted();
-        }
-    }
-    fn seek(&mut self, target: &[u8]) {
-        let i = self
-            .chunk
-            .index
-            .partition_point(|last| key::compare(last, target) == Ordering::Less);
-        if self.load(i) {
-            if let Some(c) = &mut self.cur {
-                c.seek(target);
-            }
-            self.skip_exhausted();
-        }
-    }
-    fn next(&mut self) {
-        if let Some(c) = &mut self.cur {
-            c.next();
-        }
-        self.skip_exhausted();
-    }
-    fn key(&self) -> &[u8] {
-        self.cur.as_ref().expect("valid").key()
-    }
-    fn value(&self) -> &[u8] {
-        self.cur.as_ref().expect("valid").value()
-    }
-    fn status(&self) -> Result<()> {
-        match &self.err {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
-    }
-}
+pub type ChunkIter = ConcatIter<ChunkBlocks>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use strata_dfs::key::internal_key;
+    use strata_dfs::InternalIterator;
 
     fn entries(n: u32) -> Vec<(Vec<u8>, Bytes)> {
         (0..n)

@@ -7,6 +7,6 @@ mod chunk;
 mod hot;
 mod tier;
 
-pub use chunk::{Chunk, ChunkIter};
+pub use chunk::{Chunk, ChunkBlocks, ChunkIter};
 pub use hot::{chain_charge, entry_charge, HotKv, HotLookup, HotVersion, HotWrite};
 pub use tier::{db_key, MiddleSettings, MiddleStats, MiddleTier, StripPrefix, TABLE_PREFIX_LEN};

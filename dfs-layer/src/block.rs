@@ -281,6 +281,30 @@ impl BlockIter {
     }
 }
 
+impl crate::iter::InternalIterator for BlockIter {
+    fn valid(&self) -> bool {
+        BlockIter::valid(self)
+    }
+    fn seek_to_first(&mut self) {
+        BlockIter::seek_to_first(self)
+    }
+    fn seek(&mut self, target: &[u8]) {
+        BlockIter::seek(self, target)
+    }
+    fn next(&mut self) {
+        BlockIter::next(self)
+    }
+    fn key(&self) -> &[u8] {
+        BlockIter::key(self)
+    }
+    fn value(&self) -> &[u8] {
+        BlockIter::value(self)
+    }
+    fn status(&self) -> Result<()> {
+        BlockIter::status(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

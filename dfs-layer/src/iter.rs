@@ -26,6 +26,119 @@ pub trait InternalIterator: Send {
     fn status(&self) -> Result<()>;
 }
 
+/// A sorted run of segments (blocks of a chunk, files of a level), each read by its own
+/// iterator, that together hold disjoint, increasing key ranges.
+pub trait Segments: Send {
+    /// Iterator over one segment.
+    type Iter: InternalIterator;
+    /// Number of segments.
+    fn count(&self) -> usize;
+    /// Index of the first segment whose largest key is `>= target` (`count()` if none).
+    fn find(&self, target: &[u8]) -> usize;
+    /// Opens segment `i`, positioned before its first entry.
+    fn open(&self, i: usize) -> Result<Self::Iter>;
+}
+
+/// Iterates a [`Segments`] run as one sorted stream, opening one segment at a time.
+pub struct ConcatIter<S: Segments> {
+    segments: S,
+    idx: usize,
+    cur: Option<S::Iter>,
+    err: Option<crate::Error>,
+}
+
+impl<S: Segments> ConcatIter<S> {
+    /// An iterator over `segments`; call a seek first.
+    pub fn new(segments: S) -> Self {
+        let idx = segments.count();
+        ConcatIter {
+            segments,
+            idx,
+            cur: None,
+            err: None,
+        }
+    }
+
+    fn open_at(&mut self, idx: usize) -> bool {
+        self.idx = idx;
+        self.cur = None;
+        if idx >= self.segments.count() {
+            return false;
+        }
+        match self.segments.open(idx) {
+            Ok(it) => {
+                self.cur = Some(it);
+                true
+            }
+            Err(e) => {
+                self.err = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Moves past exhausted segments (or stops at an error).
+    fn skip_exhausted(&mut self) {
+        while let Some(c) = &self.cur {
+            if c.valid() {
+                return;
+            }
+            if let Err(e) = c.status() {
+                self.err = Some(e);
+                self.cur = None;
+                return;
+            }
+            if !self.open_at(self.idx + 1) {
+                return;
+            }
+            if let Some(c) = &mut self.cur {
+                c.seek_to_first();
+            }
+        }
+    }
+}
+
+impl<S: Segments> InternalIterator for ConcatIter<S> {
+    fn valid(&self) -> bool {
+        self.err.is_none() && self.cur.as_ref().is_some_and(|c| c.valid())
+    }
+    fn seek_to_first(&mut self) {
+        if self.open_at(0) {
+            if let Some(c) = &mut self.cur {
+                c.seek_to_first();
+            }
+            self.skip_exhausted();
+        }
+    }
+    fn seek(&mut self, target: &[u8]) {
+        let i = self.segments.find(target);
+        if self.open_at(i) {
+            if let Some(c) = &mut self.cur {
+                c.seek(target);
+            }
+            self.skip_exhausted();
+        }
+    }
+    fn next(&mut self) {
+        if let Some(c) = &mut self.cur {
+            c.next();
+        }
+        self.skip_exhausted();
+    }
+    fn key(&self) -> &[u8] {
+        self.cur.as_ref().expect("valid").key()
+    }
+    fn value(&self) -> &[u8] {
+        self.cur.as_ref().expect("valid").value()
+    }
+    fn status(&self) -> Result<()> {
+        match &self.err {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// An iterator over a sorted vector of owned entries (used for materialised memory tiers).
 #[derive(Debug, Default)]
 pub struct VecIter {

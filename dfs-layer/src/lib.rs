@@ -21,7 +21,7 @@ pub mod testing;
 pub use cache::{BlockCache, CacheSnapshot};
 pub use compress::Compression;
 pub use error::{Error, Result};
-pub use iter::{InternalIterator, MergingIterator, VecIter};
+pub use iter::{ConcatIter, InternalIterator, MergingIterator, Segments, VecIter};
 pub use key::{SeqNo, ValueKind, MAX_SEQ};
 pub use lsm::collapse::{collapse, CollapseContext, KeyVersion};
 pub use lsm::manifest::{

@@ -186,6 +186,9 @@ impl DbBuilder {
     }
 }
 
+/// The function of a read-modify-write: current value in, new value (or delete) out.
+type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a;
+
 struct Slot {
     batch: WriteBatch,
     result: Mutex<Option<Result<()>>>,
@@ -550,6 +553,18 @@ impl Db {
         self.inner.write(batch)
     }
 
+    /// Atomic read-modify-write: `f` gets the current value (`None` if absent) and returns
+    /// the new one (`None` deletes). No other write to the database interleaves. When the
+    /// key is hot this is a hash lookup and an in-place update in memory.
+    pub fn update(
+        &self,
+        table: &Table,
+        key: &[u8],
+        mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<()> {
+        self.inner.update(table, key, &mut f)
+    }
+
     /// Reads the newest value of `key`.
     pub fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.get(table, key, MAX_SEQ, true)
@@ -741,19 +756,27 @@ impl Inner {
 
     fn commit_group(&self, group: &[Arc<Slot>]) -> Result<()> {
         let mut st = self.apply.lock();
+        let batches: Vec<&WriteBatch> = group.iter().map(|s| &s.batch).collect();
+        self.commit_locked(&mut st, &batches)
+    }
+
+    /// Assigns sequence numbers, appends the WAL records with one write, applies the
+    /// batches to the hot tier and publishes the last sequence number. REQUIRES: the apply
+    /// lock (`st`).
+    fn commit_locked(&self, st: &mut ApplyState, batches: &[&WriteBatch]) -> Result<()> {
         self.tree.check_poison()?;
         let base = self.last_seq.load(Ordering::SeqCst);
         let mut seq = base;
-        let mut firsts = Vec::with_capacity(group.len());
-        for s in group {
+        let mut firsts = Vec::with_capacity(batches.len());
+        for b in batches {
             firsts.push(seq + 1);
-            seq += s.batch.len() as u64;
+            seq += b.len() as u64;
         }
         if let Some(w) = &mut st.wal {
-            let payloads: Vec<Vec<u8>> = group
+            let payloads: Vec<Vec<u8>> = batches
                 .iter()
                 .zip(&firsts)
-                .map(|(s, &f)| s.batch.encode(f))
+                .map(|(b, &f)| b.encode(f))
                 .collect();
             if let Err(e) = w.append(&payloads) {
                 self.tree.poison(&format!("WAL write failed: {e}"));
@@ -761,11 +784,36 @@ impl Inner {
             }
             self.wal_bytes.store(w.bytes(), Ordering::Relaxed);
         }
-        for (s, &first) in group.iter().zip(&firsts) {
-            self.apply_batch(&s.batch, first);
+        for (b, &first) in batches.iter().zip(&firsts) {
+            self.apply_batch(b, first);
         }
         self.last_seq.store(seq, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn update(self: &Arc<Self>, table: &Table, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
+        self.check_writable()?;
+        let merge = self.table_merge(table)?;
+        if key.len() > self.settings.max_key_bytes {
+            return Err(Error::invalid("key exceeds max_key_bytes"));
+        }
+        {
+            // Every write applies under the apply lock, so nothing can change the key
+            // between this read and the write.
+            let mut st = self.apply.lock();
+            let current = self
+                .middle
+                .get(table.id, key, MAX_SEQ, merge.as_deref(), true)?;
+            let mut batch = WriteBatch::new();
+            match f(current.as_deref()) {
+                Some(v) => batch.put(table, key, &v),
+                None => batch.delete(table, key),
+            };
+            self.validate_batch(&batch)?;
+            self.commit_locked(&mut st, &[&batch])?;
+        }
+        self.maybe_flush_wal();
+        self.middle.after_write()
     }
 
     /// Applies a batch to the hot tier with sequence numbers from `first`.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::collapse::{collapse, CollapseContext, KeyVersion};
-use super::level_iter::{LevelIter, OpenFn};
+use super::level_iter::{level_iter, OpenFn};
 use super::manifest::{ManifestRecovery, ManifestState, ManifestStore};
 use super::picker::{pick, CompactionOptions, CompactionPick};
 use super::version::{table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
@@ -396,14 +396,10 @@ impl LsmTree {
         let open = self.inner.open_fn();
         let mut out: Vec<Box<dyn InternalIterator>> = Vec::new();
         for f in &lv.files[0] {
-            out.push(Box::new(LevelIter::new(
-                vec![f.clone()],
-                open.clone(),
-                false,
-            )));
+            out.push(Box::new(level_iter(vec![f.clone()], open.clone(), false)));
         }
         for files in lv.files.iter().skip(1).filter(|f| !f.is_empty()) {
-            out.push(Box::new(LevelIter::new(files.clone(), open.clone(), false)));
+            out.push(Box::new(level_iter(files.clone(), open.clone(), false)));
         }
         out
     }
@@ -570,21 +566,13 @@ impl Inner {
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
         if p.level == 0 {
             for f in &p.inputs {
-                children.push(Box::new(LevelIter::new(
-                    vec![f.clone()],
-                    open.clone(),
-                    true,
-                )));
+                children.push(Box::new(level_iter(vec![f.clone()], open.clone(), true)));
             }
         } else {
-            children.push(Box::new(LevelIter::new(
-                p.inputs.clone(),
-                open.clone(),
-                true,
-            )));
+            children.push(Box::new(level_iter(p.inputs.clone(), open.clone(), true)));
         }
         if !p.overlapping.is_empty() {
-            children.push(Box::new(LevelIter::new(p.overlapping.clone(), open, true)));
+            children.push(Box::new(level_iter(p.overlapping.clone(), open, true)));
         }
         let bytes_read: u64 = p.inputs.iter().chain(&p.overlapping).map(|f| f.size).sum();
         let mut it = MergingIterator::new(children);
