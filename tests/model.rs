@@ -352,8 +352,17 @@ fn cases() -> u32 {
         .unwrap_or(16)
 }
 
+// Failing seeds are kept in tests/regressions/model.txt and replayed first on every run
+// (the seeds there reproduced the merge double-application fixed in the hot tier).
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        max_shrink_iters: 200,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("regressions/model.txt"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn model_local_store_with_wal(ops in prop::collection::vec(op(), 1..80)) {

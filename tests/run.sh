@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Starts a throwaway S3-compatible server (SeaweedFS) on
+# Runs the whole test suite (the README's test command). Starts a throwaway S3-compatible server (SeaweedFS) on
 # 127.0.0.1 for the storage conformance tests, requires it (a server that fails to start
 # fails the run), and stops it on exit.
 set -euo pipefail
