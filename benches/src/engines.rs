@@ -1,0 +1,254 @@
+//! The engines under test behind one trait: Strata, and RocksDB configured the way Flink's
+//! RocksDB state backend configures it.
+
+use std::path::{Path, PathBuf};
+
+/// The state tables every workload uses (one column family each in RocksDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateTable {
+    /// Value state.
+    Value,
+    /// List state (merge = append with a `,` delimiter, as Flink's string-append operator).
+    List,
+    /// Map state (one entry per user key).
+    Map,
+}
+
+/// An engine under test. Errors abort the benchmark (they are bugs, not results).
+pub trait Engine: Send + Sync {
+    /// Display name.
+    fn name(&self) -> &'static str;
+    /// Sets a value.
+    fn put(&self, t: StateTable, k: &[u8], v: &[u8]);
+    /// Reads a value.
+    fn get(&self, t: StateTable, k: &[u8]) -> Option<Vec<u8>>;
+    /// Appends to a list.
+    fn merge(&self, t: StateTable, k: &[u8], v: &[u8]);
+    /// Deletes a key.
+    fn delete(&self, t: StateTable, k: &[u8]);
+    /// Visits every entry whose key starts with `prefix`; returns how many.
+    fn scan_prefix(&self, t: StateTable, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) -> usize;
+    /// The directory the engine keeps its files in.
+    fn dir(&self) -> &Path;
+}
+
+/// Opens the engine called `name` in `dir` with `budget` bytes of memory.
+pub fn open(name: &str, dir: &Path, budget: u64) -> Result<Box<dyn Engine>, String> {
+    match name {
+        "strata" => Ok(Box::new(StrataEngine::open(dir, budget)?)),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => Ok(Box::new(rocks::RocksEngine::open(dir, budget)?)),
+        #[cfg(not(feature = "rocksdb"))]
+        "rocksdb" => {
+            Err("built without the `rocksdb` feature: run benches/rocksdb-setup.sh".into())
+        }
+        other => Err(format!("unknown engine {other:?}")),
+    }
+}
+
+/// Strata with the whole budget as its one memory budget, WAL off (as Flink runs RocksDB).
+pub struct StrataEngine {
+    db: strata::Db,
+    tables: [strata::Table; 3],
+    dir: PathBuf,
+}
+
+impl StrataEngine {
+    fn open(dir: &Path, budget: u64) -> Result<Self, String> {
+        let settings = strata::Settings {
+            memory_budget_bytes: budget,
+            flush_on_close: false,
+            ..strata::Settings::default()
+        };
+        let db = strata::Db::open(dir, settings).map_err(|e| e.to_string())?;
+        let mk = |name: &str, merge| {
+            db.create_table(name, strata::TableOptions::with_merge(merge))
+                .map_err(|e| e.to_string())
+        };
+        let tables = [
+            mk("value", strata::MergeKind::None)?,
+            mk("list", strata::MergeKind::AppendDelimited(b','))?,
+            mk("map", strata::MergeKind::None)?,
+        ];
+        Ok(StrataEngine {
+            db,
+            tables,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn t(&self, t: StateTable) -> &strata::Table {
+        &self.tables[t as usize]
+    }
+
+    /// The engine's statistics.
+    pub fn stats(&self) -> strata::Stats {
+        self.db.stats()
+    }
+}
+
+impl Engine for StrataEngine {
+    fn name(&self) -> &'static str {
+        "strata"
+    }
+    fn put(&self, t: StateTable, k: &[u8], v: &[u8]) {
+        self.db.put(self.t(t), k, v).expect("strata put");
+    }
+    fn get(&self, t: StateTable, k: &[u8]) -> Option<Vec<u8>> {
+        self.db.get(self.t(t), k).expect("strata get")
+    }
+    fn merge(&self, t: StateTable, k: &[u8], v: &[u8]) {
+        self.db.merge(self.t(t), k, v).expect("strata merge");
+    }
+    fn delete(&self, t: StateTable, k: &[u8]) {
+        self.db.delete(self.t(t), k).expect("strata delete");
+    }
+    fn scan_prefix(&self, t: StateTable, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) -> usize {
+        let mut n = 0;
+        for kv in self.db.prefix(self.t(t), prefix).expect("strata prefix") {
+            let (k, v) = kv.expect("strata scan");
+            f(&k, &v);
+            n += 1;
+        }
+        n
+    }
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+mod rocks {
+    use super::*;
+    use rocksdb::{
+        BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MergeOperands,
+        Options, WriteBufferManager, WriteOptions, DB,
+    };
+
+    /// RocksDB as Flink's RocksDB state backend sets it up with managed memory: one LRU
+    /// block cache and a write buffer manager charged to it share the budget
+    /// (`RocksDBMemoryControllerUtils`: cache = (3 - r)/3 × budget, write buffers = 2r/3 ×
+    /// budget with write-buffer ratio r = 0.5), index and filter blocks cached and the
+    /// level-0 ones pinned, full bloom filters at 10 bits/key, the string-append merge
+    /// operator with `,` for list state, one column family per state, WAL off.
+    pub struct RocksEngine {
+        db: DB,
+        wo: WriteOptions,
+        dir: PathBuf,
+        // Keep the shared memory objects alive as long as the DB.
+        _cache: Cache,
+        _wbm: WriteBufferManager,
+    }
+
+    fn string_append(_key: &[u8], existing: Option<&[u8]>, ops: &MergeOperands) -> Option<Vec<u8>> {
+        let mut out = existing.map(<[u8]>::to_vec).unwrap_or_default();
+        for op in ops {
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(op);
+        }
+        Some(out)
+    }
+
+    const CFS: [&str; 3] = ["value", "list", "map"];
+
+    impl RocksEngine {
+        pub(super) fn open(dir: &Path, budget: u64) -> Result<Self, String> {
+            let ratio = 0.5;
+            let cache_bytes = ((3.0 - ratio) * budget as f64 / 3.0) as usize;
+            let wbm_bytes = (2.0 * budget as f64 * ratio / 3.0) as usize;
+            let cache = Cache::new_lru_cache(cache_bytes);
+            let wbm = WriteBufferManager::new_write_buffer_manager_with_cache(
+                wbm_bytes,
+                false,
+                cache.clone(),
+            );
+            let cf_opts = || {
+                let mut t = BlockBasedOptions::default();
+                t.set_block_cache(&cache);
+                t.set_bloom_filter(10.0, false);
+                t.set_cache_index_and_filter_blocks(true);
+                t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+                t.set_format_version(5);
+                let mut o = Options::default();
+                o.set_block_based_table_factory(&t);
+                o.set_compression_type(DBCompressionType::Lz4);
+                o.set_merge_operator_associative("stringappendtest", string_append);
+                o
+            };
+            let mut db_opts = cf_opts();
+            db_opts.create_if_missing(true);
+            db_opts.create_missing_column_families(true);
+            db_opts.set_write_buffer_manager(&wbm);
+            db_opts.set_max_background_jobs(2);
+            let cfs: Vec<ColumnFamilyDescriptor> = CFS
+                .iter()
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_opts()))
+                .collect();
+            let db = DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(|e| e.to_string())?;
+            let mut wo = WriteOptions::default();
+            wo.disable_wal(true);
+            Ok(RocksEngine {
+                db,
+                wo,
+                dir: dir.to_path_buf(),
+                _cache: cache,
+                _wbm: wbm,
+            })
+        }
+
+        fn cf(&self, t: StateTable) -> &rocksdb::ColumnFamily {
+            self.db.cf_handle(CFS[t as usize]).expect("column family")
+        }
+    }
+
+    impl Engine for RocksEngine {
+        fn name(&self) -> &'static str {
+            "rocksdb"
+        }
+        fn put(&self, t: StateTable, k: &[u8], v: &[u8]) {
+            self.db
+                .put_cf_opt(self.cf(t), k, v, &self.wo)
+                .expect("rocksdb put");
+        }
+        fn get(&self, t: StateTable, k: &[u8]) -> Option<Vec<u8>> {
+            self.db.get_cf(self.cf(t), k).expect("rocksdb get")
+        }
+        fn merge(&self, t: StateTable, k: &[u8], v: &[u8]) {
+            self.db
+                .merge_cf_opt(self.cf(t), k, v, &self.wo)
+                .expect("rocksdb merge");
+        }
+        fn delete(&self, t: StateTable, k: &[u8]) {
+            self.db
+                .delete_cf_opt(self.cf(t), k, &self.wo)
+                .expect("rocksdb delete");
+        }
+        fn scan_prefix(
+            &self,
+            t: StateTable,
+            prefix: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]),
+        ) -> usize {
+            let mut it = self.db.raw_iterator_cf(self.cf(t));
+            it.seek(prefix);
+            let mut n = 0;
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                    break;
+                };
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                f(k, v);
+                n += 1;
+                it.next();
+            }
+            n
+        }
+        fn dir(&self) -> &Path {
+            &self.dir
+        }
+    }
+}
