@@ -93,9 +93,30 @@ fn charge(key_len: usize, version_slots: usize, value_bytes: usize) -> usize {
         + value_bytes
 }
 
+/// Hashes keys with [`strata_dfs::internals::hash64`] (the same function that picks the
+/// shard), which is several times cheaper than SipHash on short keys. Keys are state keys
+/// chosen by the embedding job, as in RocksDB's hash indexes; no per-process seed is needed.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = (self.0.rotate_left(5) ^ strata_dfs::internals::hash64(bytes))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type KeyMap = HashMap<Bytes, Entry, std::hash::BuildHasherDefault<KeyHasher>>;
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Bytes, Entry>,
+    map: KeyMap,
     order: BTreeSet<Bytes>,
     bytes: usize,
     /// Bumped whenever entries leave the shard (packing, flush-drops); promotion checks it.
@@ -316,7 +337,29 @@ impl HotKv {
 
     /// Looks `key` up as of `seq`. Stamps the entry as recently used.
     pub fn get(&self, key: &[u8], seq: SeqNo, merge: Option<&dyn MergeOperator>) -> HotLookup {
+        self.get_with_generation(key, seq, merge).0
+    }
+
+    /// [`HotKv::get`], plus the shard generation read under the same lock (for
+    /// [`HotKv::promote`]).
+    pub fn get_with_generation(
+        &self,
+        key: &[u8],
+        seq: SeqNo,
+        merge: Option<&dyn MergeOperator>,
+    ) -> (HotLookup, u64) {
         let shard = self.shards[self.shard_of(key)].read();
+        let generation = shard.generation;
+        (self.lookup(&shard, key, seq, merge), generation)
+    }
+
+    fn lookup(
+        &self,
+        shard: &Shard,
+        key: &[u8],
+        seq: SeqNo,
+        merge: Option<&dyn MergeOperator>,
+    ) -> HotLookup {
         let Some(e) = shard.map.get(key) else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return HotLookup::Absent;
@@ -413,31 +456,46 @@ impl HotKv {
     /// Picks the coldest entries holding about `target` bytes. Returns copies of (key,
     /// versions not yet persisted, newest sequence number); the list is empty for clean
     /// entries. Nothing is removed until [`HotKv::remove_if_unchanged`].
+    ///
+    /// Two passes and no sort: the first builds a histogram of bytes by age (epochs since
+    /// the last access), the second takes entries at least as old as the age where the
+    /// histogram, summed from the oldest, reaches `target`.
     pub fn coldest(&self, target: usize) -> Vec<(Bytes, Vec<HotVersion>, SeqNo)> {
-        let mut cands: Vec<(u32, usize, Bytes, usize)> = Vec::new();
-        for (si, s) in self.shards.iter().enumerate() {
+        let now = self.epoch.load(Ordering::Relaxed);
+        let age =
+            |e: &Entry| (now.wrapping_sub(e.access.load(Ordering::Relaxed)) as usize).min(255);
+        let mut hist = [0usize; 256];
+        for s in self.shards.iter() {
             let s = s.read();
             for (k, e) in &s.map {
-                cands.push((
-                    e.access.load(Ordering::Relaxed),
-                    si,
-                    k.clone(),
-                    entry_charge(k, e),
-                ));
+                hist[age(e)] += entry_charge(k, e);
             }
         }
-        cands.sort_unstable_by_key(|c| c.0);
+        let mut threshold = 0;
+        let mut sum = 0;
+        for a in (0..256).rev() {
+            sum += hist[a];
+            if sum >= target {
+                threshold = a;
+                break;
+            }
+        }
         let mut taken = 0;
         let mut out = Vec::new();
-        for (_, si, k, charge) in cands {
+        for s in self.shards.iter() {
             if taken >= target {
                 break;
             }
-            let mut s = self.shards[si].write();
-            if let Some(e) = s.map.get_mut(&k) {
-                e.frozen = e.versions[0].seq;
-                out.push((k.clone(), unpersisted(e), e.versions[0].seq));
-                taken += charge;
+            let mut s = s.write();
+            for (k, e) in s.map.iter_mut() {
+                if taken >= target {
+                    break;
+                }
+                if age(e) >= threshold {
+                    e.frozen = e.versions[0].seq;
+                    taken += entry_charge(k, e);
+                    out.push((k.clone(), unpersisted(e), e.versions[0].seq));
+                }
             }
         }
         out

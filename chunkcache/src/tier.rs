@@ -213,9 +213,9 @@ impl MiddleTier {
     ) -> Result<Option<Vec<u8>>> {
         let s = &self.s;
         let dk = db_key(table_id, user_key);
-        let generation = s.hot.generation(&dk);
         let mut floor = SeqNo::MAX;
-        let mut pending: Option<(Vec<u8>, SeqNo)> = match s.hot.get(&dk, seq, merge) {
+        let (found, generation) = s.hot.get_with_generation(&dk, seq, merge);
+        let mut pending: Option<(Vec<u8>, SeqNo)> = match found {
             HotLookup::Value(v) => return Ok(Some(v)),
             HotLookup::Deleted => return Ok(None),
             HotLookup::Partial {

@@ -94,15 +94,49 @@ struct TableEntry {
     merge: Option<Arc<dyn MergeOperator>>,
 }
 
-#[derive(Default)]
 struct Hooks {
     tables: RwLock<HashMap<u32, TableEntry>>,
     snapshots: Mutex<BTreeMap<SeqNo, usize>>,
+    /// The largest live snapshot sequence number, `NO_SNAPSHOT` if none; kept in step with
+    /// `snapshots` (updated under its lock) so the write path reads it without locking.
+    latest: AtomicU64,
+}
+
+const NO_SNAPSHOT: u64 = u64::MAX;
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            tables: RwLock::default(),
+            snapshots: Mutex::default(),
+            latest: AtomicU64::new(NO_SNAPSHOT),
+        }
+    }
 }
 
 impl Hooks {
     fn latest_snapshot(&self) -> Option<SeqNo> {
-        self.snapshots.lock().keys().next_back().copied()
+        let l = self.latest.load(Ordering::SeqCst);
+        (l != NO_SNAPSHOT).then_some(l)
+    }
+
+    fn add_snapshot(&self, seq: SeqNo) {
+        let mut s = self.snapshots.lock();
+        *s.entry(seq).or_insert(0) += 1;
+        self.latest
+            .store(*s.keys().next_back().expect("just added"), Ordering::SeqCst);
+    }
+
+    fn release_snapshot(&self, seq: SeqNo) {
+        let mut s = self.snapshots.lock();
+        if let Some(n) = s.get_mut(&seq) {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&seq);
+            }
+        }
+        let latest = s.keys().next_back().copied().unwrap_or(NO_SNAPSHOT);
+        self.latest.store(latest, Ordering::SeqCst);
     }
 }
 
@@ -251,13 +285,7 @@ impl std::fmt::Debug for Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        let mut s = self.inner.hooks.snapshots.lock();
-        if let Some(n) = s.get_mut(&self.seq) {
-            *n -= 1;
-            if *n == 0 {
-                s.remove(&self.seq);
-            }
-        }
+        self.inner.hooks.release_snapshot(self.seq);
     }
 }
 
@@ -527,24 +555,18 @@ impl Db {
 
     /// Sets `key` to `value`.
     pub fn put(&self, table: &Table, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut b = WriteBatch::new();
-        b.put(table, key, value);
-        self.write(b)
+        self.inner.write_one(ValueKind::Put, table, key, value)
     }
 
     /// Deletes `key`.
     pub fn delete(&self, table: &Table, key: &[u8]) -> Result<()> {
-        let mut b = WriteBatch::new();
-        b.delete(table, key);
-        self.write(b)
+        self.inner.write_one(ValueKind::Delete, table, key, &[])
     }
 
     /// Folds `operand` into `key` with the table's merge operator (for list state: appends
     /// without reading the list). InvalidArgument if the table has no merge operator.
     pub fn merge(&self, table: &Table, key: &[u8], operand: &[u8]) -> Result<()> {
-        let mut b = WriteBatch::new();
-        b.merge(table, key, operand);
-        self.write(b)
+        self.inner.write_one(ValueKind::Merge, table, key, operand)
     }
 
     /// Applies `batch` atomically. Concurrent writers are grouped: one of them writes the
@@ -658,7 +680,7 @@ impl Inner {
     }
 
     fn register_snapshot_at(self: &Arc<Self>, seq: SeqNo) -> Snapshot {
-        *self.hooks.snapshots.lock().entry(seq).or_insert(0) += 1;
+        self.hooks.add_snapshot(seq);
         Snapshot {
             seq,
             inner: self.clone(),
@@ -673,31 +695,87 @@ impl Inner {
     }
 
     fn validate_batch(&self, batch: &WriteBatch) -> Result<()> {
+        batch
+            .ops
+            .iter()
+            .try_for_each(|op| self.check_op(op.kind, op.table, &op.key, &op.value))
+    }
+
+    /// One put, delete or merge. Without the WAL there is nothing to group, so it skips the
+    /// group-commit queue and copies nothing but the key into the hot tier.
+    fn write_one(
+        self: &Arc<Self>,
+        kind: ValueKind,
+        table: &Table,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
+        if self.settings.wal_enabled {
+            let mut b = WriteBatch::new();
+            match kind {
+                ValueKind::Put => b.put(table, key, value),
+                ValueKind::Delete => b.delete(table, key),
+                ValueKind::Merge => b.merge(table, key, value),
+            };
+            return self.write(b);
+        }
+        self.check_writable()?;
+        self.check_op(kind, table.id, key, value)?;
+        let merge = self.hooks.merge_operator(table.id);
+        let mut buf = [0u8; 128];
+        let heap;
+        let dk: &[u8] = if key.len() + 4 <= buf.len() {
+            buf[..4].copy_from_slice(&table.id.to_be_bytes());
+            buf[4..4 + key.len()].copy_from_slice(key);
+            &buf[..4 + key.len()]
+        } else {
+            heap = db_key(table.id, key);
+            &heap
+        };
+        {
+            let _st = self.apply.lock();
+            self.tree.check_poison()?;
+            let seq = self.last_seq.load(Ordering::SeqCst) + 1;
+            self.middle.hot().apply(
+                dk,
+                HotWrite {
+                    seq,
+                    kind,
+                    value,
+                    merge: merge.as_deref(),
+                    latest_snapshot: self.hooks.latest_snapshot(),
+                },
+            );
+            self.last_seq.store(seq, Ordering::SeqCst);
+        }
+        self.middle.after_write()
+    }
+
+    /// Checks one operation against the table and the size limits.
+    fn check_op(&self, kind: ValueKind, table: u32, key: &[u8], value: &[u8]) -> Result<()> {
         let tables = self.hooks.tables.read();
-        for op in &batch.ops {
-            let t = tables
-                .get(&op.table)
-                .ok_or_else(|| Error::invalid(format!("unknown table id {}", op.table)))?;
-            if op.key.len() > self.settings.max_key_bytes {
-                return Err(Error::invalid(format!(
-                    "key of {} bytes exceeds max_key_bytes {}",
-                    op.key.len(),
-                    self.settings.max_key_bytes
-                )));
-            }
-            if op.value.len() > self.settings.max_value_bytes {
-                return Err(Error::invalid(format!(
-                    "value of {} bytes exceeds max_value_bytes {}",
-                    op.value.len(),
-                    self.settings.max_value_bytes
-                )));
-            }
-            if op.kind == ValueKind::Merge && t.merge.is_none() {
-                return Err(Error::invalid(format!(
-                    "table {:?} has no merge operator",
-                    t.name
-                )));
-            }
+        let t = tables
+            .get(&table)
+            .ok_or_else(|| Error::invalid(format!("unknown table id {table}")))?;
+        if key.len() > self.settings.max_key_bytes {
+            return Err(Error::invalid(format!(
+                "key of {} bytes exceeds max_key_bytes {}",
+                key.len(),
+                self.settings.max_key_bytes
+            )));
+        }
+        if value.len() > self.settings.max_value_bytes {
+            return Err(Error::invalid(format!(
+                "value of {} bytes exceeds max_value_bytes {}",
+                value.len(),
+                self.settings.max_value_bytes
+            )));
+        }
+        if kind == ValueKind::Merge && t.merge.is_none() {
+            return Err(Error::invalid(format!(
+                "table {:?} has no merge operator",
+                t.name
+            )));
         }
         Ok(())
     }

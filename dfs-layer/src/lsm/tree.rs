@@ -119,6 +119,7 @@ struct Inner {
     readers: Mutex<HashMap<u64, Arc<TableReader>>>,
     next_file: AtomicU64,
     shutdown: AtomicBool,
+    poisoned: AtomicBool,
     poison: Mutex<Option<String>>,
     counters: Counters,
 }
@@ -209,6 +210,7 @@ impl LsmTree {
             readers: Mutex::new(HashMap::new()),
             next_file: AtomicU64::new(next_file),
             shutdown: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
             counters: Counters::default(),
         });
@@ -460,6 +462,9 @@ impl Drop for LsmTree {
 
 impl Inner {
     fn check_poison(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.poison.lock() {
             Some(r) => Err(Error::Poisoned(r.clone())),
             None => Ok(()),
@@ -471,6 +476,7 @@ impl Inner {
         if p.is_none() {
             *p = Some(reason.to_string());
         }
+        self.poisoned.store(true, Ordering::Release);
     }
 
     fn build_options(&self, table_id: u32, level: usize) -> TableBuildOptions {
