@@ -92,6 +92,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The list table routes keys by their 2-byte prefix group, so prefix scans of that group
+/// take the hot tier's single-shard path.
+fn lists_options() -> TableOptions {
+    TableOptions {
+        prefix_len: 2,
+        ..TableOptions::with_merge(MergeKind::Append)
+    }
+}
+
 fn settings(wal: bool) -> Settings {
     let mut s = Settings::small_for_tests(256 << 10);
     s.wal_enabled = wal;
@@ -143,9 +152,7 @@ fn run(kind: StoreKind, wal: bool, ops: Vec<Op>) {
     let home = TestHome::new(kind);
     let mut db = home.open(settings(wal)).unwrap();
     let mut plain = db.default_table();
-    let mut lists = db
-        .create_table("lists", TableOptions::with_merge(MergeKind::Append))
-        .unwrap();
+    let mut lists = db.create_table("lists", lists_options()).unwrap();
     let mut m_plain = Model::new();
     let mut m_lists = Model::new();
     let mut snaps: Vec<(strata::Snapshot, Model, Model)> = Vec::new();
@@ -253,6 +260,29 @@ fn run(kind: StoreKind, wal: bool, ops: Vec<Op>) {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 assert_eq!(got, want, "prefix {p}");
+                let got: Vec<_> = db
+                    .prefix(&lists, &pre)
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let want: Vec<_> = m_lists
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&pre))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(got, want, "list prefix {p}");
+                let pre3 = [b'k', p, (p as u16 * 37 % 256) as u8];
+                let got: Vec<_> = db
+                    .prefix(&lists, &pre3)
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let want: Vec<_> = m_lists
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&pre3))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(got, want, "list prefix {pre3:?}");
             }
             Op::TakeSnapshot => {
                 if snaps.len() < 4 {

@@ -61,14 +61,19 @@ impl StrataEngine {
             ..strata::Settings::default()
         };
         let db = strata::Db::open(dir, settings).map_err(|e| e.to_string())?;
-        let mk = |name: &str, merge| {
-            db.create_table(name, strata::TableOptions::with_merge(merge))
-                .map_err(|e| e.to_string())
+        let mk = |name: &str, merge, prefix_len| {
+            let options = strata::TableOptions {
+                prefix_len,
+                ..strata::TableOptions::with_merge(merge)
+            };
+            db.create_table(name, options).map_err(|e| e.to_string())
         };
+        // Map state: entries of one (key group, key, namespace) share a 10-byte prefix, as a
+        // Flink state backend knows from its fixed-length key and namespace serializers.
         let tables = [
-            mk("value", strata::MergeKind::None)?,
-            mk("list", strata::MergeKind::AppendDelimited(b','))?,
-            mk("map", strata::MergeKind::None)?,
+            mk("value", strata::MergeKind::None, 0)?,
+            mk("list", strata::MergeKind::AppendDelimited(b','), 0)?,
+            mk("map", strata::MergeKind::None, 10)?,
         ];
         Ok(StrataEngine {
             db,

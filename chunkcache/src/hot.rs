@@ -158,9 +158,16 @@ pub struct HotStats {
     pub in_place: AtomicU64,
 }
 
+/// State tables with ids below this can have a routing prefix.
+const ROUTED_TABLES: usize = 1024;
+
 /// The hot tier. All methods are thread-safe.
 pub struct HotKv {
     shards: Box<[RwLock<Shard>]>,
+    /// Per state table: length of the user-key prefix that picks the shard (0: the whole
+    /// key). Keys sharing that prefix share a shard, so a scan within one prefix reads one
+    /// shard's ordered index instead of all of them.
+    routes: Box<[std::sync::atomic::AtomicU16]>,
     bytes: AtomicUsize,
     entries: AtomicUsize,
     epoch: AtomicU32,
@@ -194,6 +201,9 @@ impl HotKv {
     pub fn new() -> Self {
         HotKv {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            routes: (0..ROUTED_TABLES)
+                .map(|_| std::sync::atomic::AtomicU16::new(0))
+                .collect(),
             bytes: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
             epoch: AtomicU32::new(1),
@@ -201,8 +211,31 @@ impl HotKv {
         }
     }
 
+    /// Routes keys of state table `table_id` by their first `prefix_len` user-key bytes
+    /// (0: by the whole key). Must be set before the table's first write.
+    pub fn set_route_prefix(&self, table_id: u32, prefix_len: u16) {
+        if let Some(r) = self.routes.get(table_id as usize) {
+            r.store(prefix_len, Ordering::Relaxed);
+        }
+    }
+
+    /// Length of the db-key prefix that routes keys of `key`'s table, if it routes by prefix.
+    fn route_len(&self, key: &[u8]) -> Option<usize> {
+        let tid = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
+        let len = self.routes.get(tid)?.load(Ordering::Relaxed) as usize;
+        (len > 0).then_some(4 + len)
+    }
+
+    /// The bytes of a db key that pick its shard.
+    fn route<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        match self.route_len(key) {
+            Some(r) => &key[..key.len().min(r)],
+            None => key,
+        }
+    }
+
     fn shard_of(&self, key: &[u8]) -> usize {
-        (strata_dfs::internals::hash64(key) >> 40) as usize % SHARDS
+        (strata_dfs::internals::hash64(self.route(key)) >> 40) as usize % SHARDS
     }
 
     /// Bytes charged to the hot tier.
@@ -428,16 +461,28 @@ impl HotKv {
         self.account(&mut shard, before, after);
     }
 
-    /// Copies every entry whose key is in `[start, end)` as internal keys (all versions),
-    /// sorted. Used to build iterators; stamps nothing.
+    /// Copies every entry whose key is in `[start, end)` as internal keys (all readable
+    /// versions), sorted. Used to build iterators; stamps nothing. When every key in the
+    /// range shares one routing prefix, only that prefix's shard is read.
     pub fn range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Bytes)> {
         let mut out = Vec::new();
         let hi = match end {
             Some(e) => Bound::Excluded(e),
             None => Bound::Unbounded,
         };
-        for s in self.shards.iter() {
-            let s = s.read();
+        // Every key in [start, end) shares the routing prefix R = start[..r] when R is a
+        // full routing prefix and end <= successor(R): then they all live in R's shard.
+        let single = self.route_len(start).is_some_and(|r| {
+            start.len() >= r
+                && end.is_some_and(|e| successor(&start[..r]).is_some_and(|s| e <= s.as_slice()))
+        });
+        let shards: Vec<usize> = if single {
+            vec![self.shard_of(start)]
+        } else {
+            (0..SHARDS).collect()
+        };
+        for si in shards {
+            let s = self.shards[si].read();
             for k in s.order.range::<[u8], _>((Bound::Included(start), hi)) {
                 if let Some(e) = s.map.get(k) {
                     for v in readable(e) {
@@ -572,6 +617,19 @@ impl HotKv {
         }
         freed
     }
+}
+
+/// The smallest byte string greater than every string starting with `prefix` (`None` if
+/// there is none: the prefix is all 0xff).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last != 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
 }
 
 fn new_version(w: &HotWrite<'_>) -> HotVersion {
@@ -812,6 +870,36 @@ mod tests {
             h.get(&5u32.to_be_bytes(), 9, None),
             HotLookup::Value(b"v".to_vec())
         );
+    }
+
+    #[test]
+    fn prefix_routing_keeps_a_prefix_in_one_shard_and_ranges_stay_exact() {
+        let h = HotKv::new();
+        h.set_route_prefix(1, 3);
+        let key = |g: u8, uk: u8| vec![0, 0, 0, 1, g, g, g, uk];
+        for g in 0..50u8 {
+            for uk in 0..10u8 {
+                h.apply(
+                    &key(g, uk),
+                    w(
+                        u64::from(g) * 10 + u64::from(uk) + 1,
+                        ValueKind::Put,
+                        b"v",
+                        None,
+                    ),
+                );
+            }
+        }
+        let shard = h.shard_of(&key(7, 0));
+        assert!((0..10).all(|uk| h.shard_of(&key(7, uk)) == shard));
+        // A prefix scan (one shard) and a cross-prefix range (all shards) are both exact.
+        let p = [0, 0, 0, 1, 7, 7, 7];
+        let r = h.range(&p, successor(&p).as_deref());
+        assert_eq!(r.len(), 10);
+        assert!(r.iter().all(|(k, _)| key::user_key(k).starts_with(&p)));
+        let r = h.range(&key(3, 5), Some(&key(9, 2)));
+        // group 3 from user key 5 (5 keys), groups 4-8 (50), group 9 up to user key 2 (2)
+        assert_eq!(r.len(), 5 + 50 + 2);
     }
 
     #[test]

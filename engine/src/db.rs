@@ -366,11 +366,13 @@ impl Db {
             hooks.clone(),
         )?;
         let tree = Arc::new(tree);
+        let mut routes = Vec::new();
         {
             let mut tables = hooks.tables.write();
             for (id, def) in &recovered.state.tables {
                 let options = TableOptions::decode(&def.options, &def.name)?;
                 let merge = options.operator(&b.merge_ops)?;
+                routes.push((*id, options.prefix_len));
                 tables.insert(
                     *id,
                     TableEntry {
@@ -398,6 +400,9 @@ impl Db {
                 hot_stall_bytes: split.hot + split.hot / 2,
             },
         )?;
+        for (id, len) in routes {
+            middle.hot().set_route_prefix(id, len);
+        }
         let wal_dir = settings
             .wal_dir
             .clone()
@@ -542,6 +547,10 @@ impl Db {
             m.tables.insert(id, def);
         })?;
         let name: Arc<str> = name.into();
+        self.inner
+            .middle
+            .hot()
+            .set_route_prefix(id, options.prefix_len);
         self.inner.hooks.tables.write().insert(
             id,
             TableEntry {

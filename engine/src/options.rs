@@ -32,6 +32,11 @@ pub struct TableOptions {
     /// Data block compression per level of table files; the last entry applies to deeper
     /// levels. Chunks in memory always use lz4.
     pub compression_per_level: Vec<Compression>,
+    /// Length of the key prefix that groups keys for prefix scans (like RocksDB's fixed
+    /// prefix extractor): for Flink map state, the serialized key group, key and namespace.
+    /// Keys sharing it are kept together in the hot tier, so a prefix scan at least this
+    /// long reads one shard. 0 disables it.
+    pub prefix_len: u16,
 }
 
 impl Default for TableOptions {
@@ -39,6 +44,7 @@ impl Default for TableOptions {
         TableOptions {
             merge: MergeKind::None,
             compression_per_level: vec![Compression::Lz4],
+            prefix_len: 0,
         }
     }
 }
@@ -77,7 +83,7 @@ impl TableOptions {
 
     /// Encodes as: merge tag u8 (0 none, 1 append, 2 delimited, 3 u64-add, 4 named), then
     /// the delimiter byte (tag 2) or name bytes (tag 4), then a count u8 and one compression
-    /// byte per level (0 none, 1 lz4, 2 zstd).
+    /// byte per level (0 none, 1 lz4, 2 zstd), then `prefix_len: u16` (absent = 0).
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         match &self.merge {
@@ -98,6 +104,7 @@ impl TableOptions {
                 Compression::Zstd => 2,
             });
         }
+        b.extend_from_slice(&self.prefix_len.to_le_bytes());
         b
     }
 
@@ -124,9 +131,15 @@ impl TableOptions {
                 _ => return Err(bad()),
             });
         }
+        let prefix_len = match r.remaining() {
+            0 => 0,
+            2 => u16::from_le_bytes(r.take(2).ok_or_else(bad)?.try_into().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        };
         Ok(TableOptions {
             merge,
             compression_per_level,
+            prefix_len,
         })
     }
 
@@ -173,6 +186,7 @@ mod tests {
             let o = TableOptions {
                 merge,
                 compression_per_level: vec![Compression::None, Compression::Lz4, Compression::Zstd],
+                prefix_len: 11,
             };
             assert_eq!(TableOptions::decode(&o.encode(), "t").unwrap(), o);
         }
