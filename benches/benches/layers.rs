@@ -99,9 +99,9 @@ fn chunks(c: &mut Criterion) {
     let entries = sorted_entries(4096);
     let mut g = c.benchmark_group("chunk");
     g.bench_function("pack_4096_entries", |b| {
-        b.iter(|| black_box(Chunk::build(1, &entries, 4096, 0)))
+        b.iter(|| black_box(Chunk::build(1, &entries, 4096, 0, &|_| None)))
     });
-    let chunk = Arc::new(Chunk::build(1, &entries, 4096, 0));
+    let chunk = Arc::new(Chunk::build(1, &entries, 4096, 0, &|_| None));
     let mut i = 0usize;
     g.bench_function("point_read", |b| {
         b.iter(|| {

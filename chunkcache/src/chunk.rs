@@ -31,18 +31,22 @@ pub struct Chunk {
 
 impl Chunk {
     /// Builds a chunk from entries sorted by internal key. `raw_bytes` is what the entries
-    /// cost in the hot tier (for the compression ratio).
+    /// cost in the hot tier (for the compression ratio). `prefix_len(key)` gives the length
+    /// of a key's scan prefix, if its table has one: the bloom filter then holds prefixes
+    /// too, so prefix scans can skip the chunk.
     pub fn build(
         id: u64,
         entries: &[(Vec<u8>, Bytes)],
         block_bytes: usize,
         raw_bytes: usize,
+        prefix_len: &dyn Fn(&[u8]) -> Option<usize>,
     ) -> Chunk {
         let mut builder = BlockBuilder::new(16);
         let mut bloom = BloomBuilder::default();
         let mut blocks = Vec::new();
         let mut index = Vec::new();
         let mut last_user: Option<&[u8]> = None;
+        let mut last_prefix: Option<&[u8]> = None;
         let finish = |b: &mut BlockBuilder, blocks: &mut Vec<Bytes>, index: &mut Vec<Vec<u8>>| {
             let last = b.last_key().to_vec();
             let raw = b.finish();
@@ -56,6 +60,12 @@ impl Chunk {
             if last_user != Some(uk) {
                 bloom.add(uk);
                 last_user = Some(uk);
+                if let Some(p) = prefix_len(uk).and_then(|r| uk.get(..r)) {
+                    if last_prefix != Some(p) {
+                        bloom.add(p);
+                        last_prefix = Some(p);
+                    }
+                }
             }
             builder.add(k, v);
             if builder.estimated_size() >= block_bytes {
@@ -79,6 +89,11 @@ impl Chunk {
             raw_bytes,
             size,
         }
+    }
+
+    /// False if no key starting with `prefix` (a full scan prefix of its table) is here.
+    pub fn may_contain_prefix(&self, prefix: &[u8]) -> bool {
+        may_contain(&self.bloom, prefix)
     }
 
     /// Chunk id (creation order).
@@ -200,7 +215,7 @@ mod tests {
     #[test]
     fn point_reads_and_iteration() {
         let e = entries(5000);
-        let c = Arc::new(Chunk::build(1, &e, 4096, 0));
+        let c = Arc::new(Chunk::build(1, &e, 4096, 0, &|_| None));
         for (k, v) in e.iter().step_by(97) {
             let mut got = None;
             c.get_versions(key::user_key(k), SeqNo::MAX >> 8, &mut |_, _, val| {

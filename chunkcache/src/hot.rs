@@ -220,7 +220,7 @@ impl HotKv {
     }
 
     /// Length of the db-key prefix that routes keys of `key`'s table, if it routes by prefix.
-    fn route_len(&self, key: &[u8]) -> Option<usize> {
+    pub fn route_len(&self, key: &[u8]) -> Option<usize> {
         let tid = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
         let len = self.routes.get(tid)?.load(Ordering::Relaxed) as usize;
         (len > 0).then_some(4 + len)

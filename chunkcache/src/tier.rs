@@ -329,18 +329,34 @@ impl MiddleTier {
             },
         };
         let hot = s.hot.range(&lo, Some(&hi));
+        // A scan within one scan prefix skips chunks and files whose bloom filters rule the
+        // prefix out.
+        let prefix: Option<Vec<u8>> = s.hot.route_len(&lo).and_then(|r| {
+            let p = lo.get(..r)?;
+            let within = match successor(p) {
+                Some(succ) => hi.as_slice() <= succ.as_slice(),
+                None => false,
+            };
+            within.then(|| p.to_vec())
+        });
         let chunks: Vec<Arc<Chunk>> = s.chunks.read().clone();
         let version = s.tree.current();
-        let prefix = table_id.to_be_bytes();
+        let tprefix = table_id.to_be_bytes();
         let mut out: Vec<Box<dyn InternalIterator>> = Vec::new();
         out.push(Box::new(StripPrefix::new(
             Box::new(VecIter::new(hot)),
-            prefix,
+            tprefix,
         )));
         for c in &chunks {
-            out.push(Box::new(StripPrefix::new(Box::new(c.iter()), prefix)));
+            if prefix.as_deref().is_none_or(|p| c.may_contain_prefix(p)) {
+                out.push(Box::new(StripPrefix::new(Box::new(c.iter()), tprefix)));
+            }
         }
-        out.extend(s.tree.iterators(&version, table_id));
+        let user_prefix = prefix.as_deref().map(|p| &p[TABLE_PREFIX_LEN..]);
+        out.extend(
+            s.tree
+                .iterators(&version, table_id, start, end, user_prefix),
+        );
         (out, version)
     }
 
@@ -501,6 +517,7 @@ impl Shared {
                 &entries,
                 self.settings.chunk_block_bytes,
                 raw,
+                &|k| self.hot.route_len(k),
             ));
             let c = &self.counters;
             c.packed_entries
@@ -668,6 +685,18 @@ fn maintenance_loop(s: &Arc<Shared>) {
         }
         s.notify_room();
     }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`.
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last != 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
 }
 
 /// Adapts a db-key iterator to one state table's user keys: seeks add the table prefix,

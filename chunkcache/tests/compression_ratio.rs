@@ -68,7 +68,7 @@ fn measure(n: u64, value: impl Fn(u64) -> Vec<u8>) -> (usize, usize) {
     let chunk_bytes: usize = entries
         .chunks(4096)
         .enumerate()
-        .map(|(i, part)| Chunk::build(i as u64, part, 4096, 0).size())
+        .map(|(i, part)| Chunk::build(i as u64, part, 4096, 0, &|_| None).size())
         .sum();
     (hot_bytes, chunk_bytes)
 }

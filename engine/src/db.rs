@@ -156,6 +156,12 @@ impl TreeHooks for Hooks {
     fn snapshots(&self) -> Vec<SeqNo> {
         self.snapshots.lock().keys().copied().collect()
     }
+    fn prefix_len(&self, table_id: u32) -> usize {
+        self.tables
+            .read()
+            .get(&table_id)
+            .map_or(0, |t| t.options.prefix_len as usize)
+    }
 }
 
 /// What opening the database recovered.

@@ -65,6 +65,10 @@ pub trait TreeHooks: Send + Sync {
     fn merge_operator(&self, table_id: u32) -> Option<Arc<dyn MergeOperator>>;
     /// Data block compression for a state table at a level.
     fn compression(&self, table_id: u32, level: usize) -> Compression;
+    /// Scan-prefix length of a state table (0: none): its files' bloom filters hold prefixes.
+    fn prefix_len(&self, _table_id: u32) -> usize {
+        0
+    }
     /// Live snapshot sequence numbers, ascending.
     fn snapshots(&self) -> Vec<SeqNo>;
 }
@@ -389,19 +393,44 @@ impl LsmTree {
         Ok(false)
     }
 
-    /// Iterators over `table_id` in `version`, newest source first: one per level-0 file,
-    /// then one per non-empty level.
-    pub fn iterators(&self, version: &Version, table_id: u32) -> Vec<Box<dyn InternalIterator>> {
+    /// Iterators over `table_id` in `version` for user keys in `[start, end)`, newest
+    /// source first: one per level-0 file, then one per level. Files outside the range are
+    /// left out, and when the whole range lies within one scan `prefix`, so are files whose
+    /// bloom filter holds prefixes and rules it out.
+    pub fn iterators(
+        &self,
+        version: &Version,
+        table_id: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+        prefix: Option<&[u8]>,
+    ) -> Vec<Box<dyn InternalIterator>> {
         let Some(lv) = version.levels(table_id) else {
             return Vec::new();
         };
+        let in_range =
+            |f: &FileMeta| f.largest_user() >= start && end.is_none_or(|e| f.smallest_user() < e);
+        let may_hold = |f: &FileMeta| match prefix {
+            None => true,
+            Some(p) => match self.inner.reader(f) {
+                Ok(r) => r.properties().prefix_len as usize != p.len() || r.may_contain(p),
+                Err(_) => true, // let the iterator report the error
+            },
+        };
         let open = self.inner.open_fn();
         let mut out: Vec<Box<dyn InternalIterator>> = Vec::new();
-        for f in &lv.files[0] {
+        for f in lv.files[0].iter().filter(|f| in_range(f) && may_hold(f)) {
             out.push(Box::new(level_iter(vec![f.clone()], open.clone(), false)));
         }
-        for files in lv.files.iter().skip(1).filter(|f| !f.is_empty()) {
-            out.push(Box::new(level_iter(files.clone(), open.clone(), false)));
+        for files in lv.files.iter().skip(1) {
+            let keep: Vec<Arc<FileMeta>> = files
+                .iter()
+                .filter(|f| in_range(f) && may_hold(f))
+                .cloned()
+                .collect();
+            if !keep.is_empty() {
+                out.push(Box::new(level_iter(keep, open.clone(), false)));
+            }
         }
         out
     }
@@ -485,6 +514,7 @@ impl Inner {
             restart_interval: self.opts.restart_interval,
             compression: self.hooks.compression(table_id, level),
             bloom_bits_per_key: self.opts.bloom_bits_per_key,
+            prefix_len: self.hooks.prefix_len(table_id),
         }
     }
 

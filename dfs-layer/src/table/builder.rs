@@ -19,6 +19,9 @@ pub struct TableBuildOptions {
     pub compression: Compression,
     /// Bloom filter bits per key (0 disables the filter).
     pub bloom_bits_per_key: u32,
+    /// Scan-prefix length (0: none): the bloom filter also holds each key's first
+    /// `prefix_len` bytes, so a prefix scan can skip the file.
+    pub prefix_len: usize,
 }
 
 impl Default for TableBuildOptions {
@@ -28,6 +31,7 @@ impl Default for TableBuildOptions {
             restart_interval: 16,
             compression: Compression::Lz4,
             bloom_bits_per_key: 10,
+            prefix_len: 0,
         }
     }
 }
@@ -42,6 +46,7 @@ pub struct TableBuilder {
     bloom: BloomBuilder,
     props: TableProperties,
     last_user_key: Vec<u8>,
+    last_prefix: Vec<u8>,
 }
 
 impl TableBuilder {
@@ -56,9 +61,11 @@ impl TableBuilder {
             props: TableProperties {
                 table_id,
                 min_seq: u64::MAX,
+                prefix_len: opts.prefix_len as u16,
                 ..Default::default()
             },
             last_user_key: Vec::new(),
+            last_prefix: Vec::new(),
         }
     }
 
@@ -72,6 +79,12 @@ impl TableBuilder {
             self.bloom.add(p.user_key);
             self.last_user_key.clear();
             self.last_user_key.extend_from_slice(p.user_key);
+            let r = self.opts.prefix_len;
+            if r > 0 && p.user_key.len() >= r && p.user_key[..r] != self.last_prefix[..] {
+                self.bloom.add(&p.user_key[..r]);
+                self.last_prefix.clear();
+                self.last_prefix.extend_from_slice(&p.user_key[..r]);
+            }
         }
         self.props.entries += 1;
         match p.kind {

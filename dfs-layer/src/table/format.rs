@@ -95,12 +95,14 @@ pub struct TableProperties {
     pub smallest: Vec<u8>,
     /// Largest internal key.
     pub largest: Vec<u8>,
+    /// Scan-prefix length whose prefixes the bloom filter holds (0: none).
+    pub prefix_len: u16,
 }
 
 impl TableProperties {
     /// Encodes: table_id u32, then eight u64 (entries, deletes, merges, raw_key_bytes,
     /// raw_value_bytes, min_seq, max_seq, data_blocks), then smallest and largest as
-    /// varint-length-prefixed bytes.
+    /// varint-length-prefixed bytes, then prefix_len u16 (absent in older files: 0).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         put_u32(&mut b, self.table_id);
@@ -118,6 +120,7 @@ impl TableProperties {
         }
         put_bytes(&mut b, &self.smallest);
         put_bytes(&mut b, &self.largest);
+        b.extend_from_slice(&self.prefix_len.to_le_bytes());
         b
     }
 
@@ -137,6 +140,10 @@ impl TableProperties {
                 data_blocks: r.u64()?,
                 smallest: r.bytes()?.to_vec(),
                 largest: r.bytes()?.to_vec(),
+                prefix_len: match r.remaining() {
+                    0 => 0,
+                    _ => u16::from_le_bytes(r.take(2)?.try_into().ok()?),
+                },
             })
         })();
         p.ok_or_else(|| Error::corruption("", "table properties truncated"))
