@@ -26,6 +26,18 @@ set +e
 cargo test --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+if [ "$status" = 0 ]; then
+  # Smoke-run the benchmark harness (Strata only; CI does not build RocksDB).
+  echo "== benchmark harness smoke run =="
+  if ! cargo run -q -p strata-bench -- compare --n 2000 --ops 2000 --engines strata \
+      --threads 1,2 --out target/bench-smoke > "$s3dir/bench.md"; then
+    echo "test.sh: the benchmark harness smoke run failed" >&2
+    status=1
+  else
+    grep -c '^| ' "$s3dir/bench.md" | xargs echo "bench rows:"
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (benchmark smoke run)" >> "$log"
+  fi
+fi
 # One closing line over every test binary (cargo prints one "test result" per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"

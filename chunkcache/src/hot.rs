@@ -661,8 +661,7 @@ fn unpersisted(e: &Entry) -> Vec<HotVersion> {
 }
 
 fn merge_into(op: &dyn MergeOperator, existing: &mut Vec<u8>, operand: &[u8]) {
-    let merged = op.merge(Some(existing), operand);
-    *existing = merged;
+    op.merge_in_place(existing, operand);
 }
 
 /// Resolves visible versions (newest first) into a lookup result.

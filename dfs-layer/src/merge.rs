@@ -13,6 +13,11 @@ pub trait MergeOperator: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
     /// Folds `operand` onto `existing` (`None` when the key has no older value).
     fn merge(&self, existing: Option<&[u8]>, operand: &[u8]) -> Vec<u8>;
+    /// Folds `operand` onto `existing` in place; the hot tier uses it for appends to a
+    /// resident value. Must equal `merge(Some(existing), operand)`.
+    fn merge_in_place(&self, existing: &mut Vec<u8>, operand: &[u8]) {
+        *existing = self.merge(Some(existing), operand);
+    }
 }
 
 /// Appends operands to the value, optionally separated by a delimiter byte (Flink's list
@@ -43,6 +48,12 @@ impl MergeOperator for AppendOperator {
                 v
             }
         }
+    }
+    fn merge_in_place(&self, existing: &mut Vec<u8>, operand: &[u8]) {
+        if let Some(d) = self.delimiter {
+            existing.push(d);
+        }
+        existing.extend_from_slice(operand);
     }
 }
 
@@ -79,6 +90,9 @@ mod tests {
             let left = op.merge(Some(&op.merge(Some(&v), &a)), &b);
             let right = op.merge(Some(&v), &op.merge(Some(&a), &b));
             assert_eq!(left, right, "{}", op.name());
+            let mut in_place = v.to_vec();
+            op.merge_in_place(&mut in_place, &a);
+            assert_eq!(in_place, op.merge(Some(&v), &a), "{} in place", op.name());
         }
         assert_eq!(
             AppendOperator {
