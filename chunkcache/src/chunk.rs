@@ -11,11 +11,50 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_dfs::internals::{
-    decode_block, encode_block, may_contain, Block, BlockBuilder, BlockIter, BloomBuilder,
-};
+use strata_dfs::internals::{decode_block, encode_block, hash64, Block, BlockBuilder, BlockIter};
 use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::{Compression, ConcatIter, Error, Result, Segments};
+
+/// A cache-line-blocked bloom filter: each key sets 6 bits within one 512-bit line picked
+/// by its hash, so a probe costs one cache miss however large the filter (a chunk is probed
+/// on every read that misses the hot tier). About 10 bits per key. Memory only.
+#[derive(Debug, Default)]
+struct LineBloom {
+    lines: Vec<[u64; 8]>,
+}
+
+impl LineBloom {
+    const PROBES: u32 = 6;
+
+    fn new(hashes: &[u64]) -> Self {
+        let n = (hashes.len() * 10).div_ceil(512).max(1);
+        let mut lines = vec![[0u64; 8]; n];
+        for &h in hashes {
+            let line = &mut lines[(h % n as u64) as usize];
+            for b in Self::bits(h) {
+                line[(b / 64) as usize] |= 1 << (b % 64);
+            }
+        }
+        LineBloom { lines }
+    }
+
+    fn bits(h: u64) -> impl Iterator<Item = u32> {
+        let (mut a, step) = ((h >> 32) as u32, (h as u32 >> 9) | 1);
+        (0..Self::PROBES).map(move |_| {
+            a = a.wrapping_add(step);
+            a % 512
+        })
+    }
+
+    fn may_contain(&self, h: u64) -> bool {
+        let line = &self.lines[(h % self.lines.len() as u64) as usize];
+        Self::bits(h).all(|b| line[(b / 64) as usize] & (1 << (b % 64)) != 0)
+    }
+
+    fn bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+}
 
 /// An immutable chunk.
 #[derive(Debug)]
@@ -23,7 +62,7 @@ pub struct Chunk {
     id: u64,
     blocks: Vec<Bytes>,
     index: Vec<Vec<u8>>,
-    bloom: Vec<u8>,
+    bloom: LineBloom,
     entries: usize,
     raw_bytes: usize,
     size: usize,
@@ -42,7 +81,7 @@ impl Chunk {
         prefix_len: &dyn Fn(&[u8]) -> Option<usize>,
     ) -> Chunk {
         let mut builder = BlockBuilder::new(16);
-        let mut bloom = BloomBuilder::default();
+        let mut hashes: Vec<u64> = Vec::with_capacity(entries.len());
         let mut blocks = Vec::new();
         let mut index = Vec::new();
         let mut last_user: Option<&[u8]> = None;
@@ -58,11 +97,11 @@ impl Chunk {
         for (k, v) in entries {
             let uk = key::user_key(k);
             if last_user != Some(uk) {
-                bloom.add(uk);
+                hashes.push(hash64(uk));
                 last_user = Some(uk);
                 if let Some(p) = prefix_len(uk).and_then(|r| uk.get(..r)) {
                     if last_prefix != Some(p) {
-                        bloom.add(p);
+                        hashes.push(hash64(p));
                         last_prefix = Some(p);
                     }
                 }
@@ -75,11 +114,11 @@ impl Chunk {
         if !builder.is_empty() {
             finish(&mut builder, &mut blocks, &mut index);
         }
-        let bloom = bloom.finish(10);
+        let bloom = LineBloom::new(&hashes);
         let size = std::mem::size_of::<Chunk>()
             + blocks.iter().map(|b| b.len() + 32).sum::<usize>()
             + index.iter().map(|k| k.len() + 24).sum::<usize>()
-            + bloom.len();
+            + bloom.bytes();
         Chunk {
             id,
             blocks,
@@ -93,7 +132,7 @@ impl Chunk {
 
     /// False if no key starting with `prefix` (a full scan prefix of its table) is here.
     pub fn may_contain_prefix(&self, prefix: &[u8]) -> bool {
-        may_contain(&self.bloom, prefix)
+        self.bloom.may_contain(hash64(prefix))
     }
 
     /// Chunk id (creation order).
@@ -128,7 +167,19 @@ impl Chunk {
         seq: SeqNo,
         f: &mut dyn FnMut(ValueKind, SeqNo, &[u8]) -> bool,
     ) -> Result<bool> {
-        if !may_contain(&self.bloom, user_key) {
+        self.get_versions_hashed(user_key, hash64(user_key), seq, f)
+    }
+
+    /// [`Chunk::get_versions`] with the key's [`hash64`] computed by the caller (once for
+    /// every chunk it probes).
+    pub fn get_versions_hashed(
+        &self,
+        user_key: &[u8],
+        hash: u64,
+        seq: SeqNo,
+        f: &mut dyn FnMut(ValueKind, SeqNo, &[u8]) -> bool,
+    ) -> Result<bool> {
+        if !self.bloom.may_contain(hash) {
             return Ok(false);
         }
         let target = key::seek_key(user_key, seq);
@@ -210,6 +261,17 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn line_bloom_has_no_false_negatives_and_few_false_positives() {
+        let hashes: Vec<u64> = (0..20_000u64).map(|i| hash64(&i.to_le_bytes())).collect();
+        let b = LineBloom::new(&hashes);
+        assert!(hashes.iter().all(|&h| b.may_contain(h)));
+        let fp = (20_000..120_000u64)
+            .filter(|i| b.may_contain(hash64(&i.to_le_bytes())))
+            .count();
+        assert!(fp < 3_000, "false positive rate too high: {fp} / 100000");
     }
 
     #[test]

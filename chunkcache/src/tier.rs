@@ -112,7 +112,44 @@ pub struct MiddleStats {
     pub full_flushes: u64,
 }
 
+/// Admission filter for promotions (a TinyLFU-style doorkeeper): a key read from below is
+/// installed in the hot tier only if it was also read from below recently. A uniform scan
+/// over far more keys than fit in memory then costs no churn, while keys read twice (the
+/// head of a skewed distribution) become hot. Two bits per key hash in a 2^20-bit table,
+/// cleared after 2^18 admissions checks.
+struct Doorkeeper {
+    bits: Box<[AtomicU64]>,
+    checks: AtomicU64,
+}
+
+const DOOR_BITS: u64 = 1 << 20;
+
+impl Doorkeeper {
+    fn new() -> Self {
+        Doorkeeper {
+            bits: (0..DOOR_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a miss for `h`; true if `h` had missed before (since the last reset).
+    fn seen_before(&self, h: u64) -> bool {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % (DOOR_BITS / 4) == DOOR_BITS / 4 - 1 {
+            for w in self.bits.iter() {
+                w.store(0, Ordering::Relaxed);
+            }
+        }
+        let mut all = true;
+        for p in [h % DOOR_BITS, (h >> 32 | h << 32) % DOOR_BITS] {
+            let (w, b) = ((p / 64) as usize, 1u64 << (p % 64));
+            all &= self.bits[w].fetch_or(b, Ordering::Relaxed) & b != 0;
+        }
+        all
+    }
+}
+
 struct Shared {
+    door: Doorkeeper,
     hot: HotKv,
     chunks: RwLock<Vec<Arc<Chunk>>>,
     chunk_bytes: AtomicUsize,
@@ -143,6 +180,7 @@ impl MiddleTier {
         settings: MiddleSettings,
     ) -> Result<Self> {
         let s = Arc::new(Shared {
+            door: Doorkeeper::new(),
             hot: HotKv::new(),
             chunks: RwLock::new(Vec::new()),
             chunk_bytes: AtomicUsize::new(0),
@@ -270,9 +308,10 @@ impl MiddleTier {
             }
         };
         let chunks: Vec<Arc<Chunk>> = s.chunks.read().clone();
+        let hash = strata_dfs::internals::hash64(&dk);
         let mut done = false;
         for c in &chunks {
-            if c.get_versions(&dk, seq, &mut visit)? {
+            if c.get_versions_hashed(&dk, hash, seq, &mut visit)? {
                 done = true;
                 break;
             }
@@ -300,7 +339,7 @@ impl MiddleTier {
                 if kind == ValueKind::Put {
                     s.hot.resolve_partial(&dk, vseq, &value);
                 }
-            } else {
+            } else if s.door.seen_before(hash) {
                 s.hot.promote(&dk, generation, vseq, kind, &value);
                 if s.hot.bytes() > s.settings.hot_budget {
                     s.signal();

@@ -11,6 +11,9 @@
 //!
 //! The async `object_store` API stays inside this module: [`ObjectStorage`] owns a small
 //! tokio runtime and blocks on it, so callers must not call it from inside an async runtime.
+//! For the local directory, ranged reads (the hot path: block reads) skip the runtime and use
+//! positional reads on cached file handles; writes, lists and deletes go through
+//! `object_store` for every backend.
 
 use std::fmt;
 use std::ops::Range;
@@ -130,6 +133,53 @@ pub struct ObjectStorage {
     remote: bool,
     description: String,
     runtime: tokio::runtime::Runtime,
+    /// For the local directory: ranged reads bypass the async runtime and use positional
+    /// reads (`pread`) on cached file handles (the objects are immutable; a `put` or
+    /// `delete` of a path drops its handle).
+    local: Option<LocalReads>,
+}
+
+/// Positional reads on cached handles of files under `root`.
+struct LocalReads {
+    root: PathBuf,
+    files: parking_lot::Mutex<std::collections::HashMap<String, Arc<std::fs::File>>>,
+}
+
+const MAX_OPEN_FILES: usize = 4096;
+
+impl LocalReads {
+    fn file(&self, path: &str) -> std::io::Result<Arc<std::fs::File>> {
+        if let Some(f) = self.files.lock().get(path) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(std::fs::File::open(self.root.join(path))?);
+        let mut files = self.files.lock();
+        if files.len() >= MAX_OPEN_FILES {
+            files.clear();
+        }
+        files.insert(path.to_string(), f.clone());
+        Ok(f)
+    }
+
+    fn forget(&self, path: &str) {
+        self.files.lock().remove(path);
+    }
+
+    fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let io = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(path.to_string()),
+            std::io::ErrorKind::UnexpectedEof => Error::io(
+                format!("read {path} {range:?}"),
+                "short read: the range ends past the end of the object",
+            ),
+            _ => Error::io(format!("read {path} {range:?}"), e),
+        };
+        let f = self.file(path).map_err(io)?;
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        f.read_exact_at(&mut buf, range.start).map_err(io)?;
+        Ok(Bytes::from(buf))
+    }
 }
 
 impl fmt::Debug for ObjectStorage {
@@ -158,6 +208,7 @@ impl ObjectStorage {
             remote,
             description,
             runtime,
+            local: None,
         })
     }
 
@@ -169,12 +220,17 @@ impl ObjectStorage {
         let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?
             .with_automatic_cleanup(true);
-        Self::with_store(
+        let mut s = Self::with_store(
             Arc::new(store),
             "",
             false,
             format!("local directory {}", dir.display()),
-        )
+        )?;
+        s.local = Some(LocalReads {
+            root: dir,
+            files: Default::default(),
+        });
+        Ok(s)
     }
 
     /// A fresh in-memory store (for tests); its contents vanish when it is dropped.
@@ -228,6 +284,9 @@ impl ObjectStorage {
 
 impl Storage for ObjectStorage {
     fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        if let Some(l) = &self.local {
+            l.forget(path);
+        }
         let p = self.full_path(path);
         self.runtime
             .block_on(self.store.put(&p, data.into()))
@@ -241,6 +300,9 @@ impl Storage for ObjectStorage {
         }
         if range.is_empty() {
             return Ok(Bytes::new());
+        }
+        if let Some(l) = &self.local {
+            return l.read(path, range);
         }
         let want = range.end - range.start;
         let p = self.full_path(path);
@@ -301,6 +363,9 @@ impl Storage for ObjectStorage {
     }
 
     fn delete(&self, path: &str) -> Result<()> {
+        if let Some(l) = &self.local {
+            l.forget(path);
+        }
         let p = self.full_path(path);
         match self.runtime.block_on(self.store.delete(&p)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
