@@ -140,7 +140,7 @@ impl Doorkeeper {
             }
         }
         let mut all = true;
-        for p in [h % DOOR_BITS, (h >> 32 | h << 32) % DOOR_BITS] {
+        for p in [h % DOOR_BITS, h.rotate_left(32) % DOOR_BITS] {
             let (w, b) = ((p / 64) as usize, 1u64 << (p % 64));
             all &= self.bits[w].fetch_or(b, Ordering::Relaxed) & b != 0;
         }
