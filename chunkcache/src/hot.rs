@@ -474,7 +474,9 @@ impl HotKv {
         // full routing prefix and end <= successor(R): then they all live in R's shard.
         let single = self.route_len(start).is_some_and(|r| {
             start.len() >= r
-                && end.is_some_and(|e| successor(&start[..r]).is_some_and(|s| e <= s.as_slice()))
+                && end.is_some_and(|e| {
+                    key::prefix_successor(&start[..r]).is_some_and(|s| e <= s.as_slice())
+                })
         });
         let shards: Vec<usize> = if single {
             vec![self.shard_of(start)]
@@ -617,19 +619,6 @@ impl HotKv {
         }
         freed
     }
-}
-
-/// The smallest byte string greater than every string starting with `prefix` (`None` if
-/// there is none: the prefix is all 0xff).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut p = prefix.to_vec();
-    while let Some(last) = p.pop() {
-        if last != 0xff {
-            p.push(last + 1);
-            return Some(p);
-        }
-    }
-    None
 }
 
 fn new_version(w: &HotWrite<'_>) -> HotVersion {
@@ -893,7 +882,7 @@ mod tests {
         assert!((0..10).all(|uk| h.shard_of(&key(7, uk)) == shard));
         // A prefix scan (one shard) and a cross-prefix range (all shards) are both exact.
         let p = [0, 0, 0, 1, 7, 7, 7];
-        let r = h.range(&p, successor(&p).as_deref());
+        let r = h.range(&p, key::prefix_successor(&p).as_deref());
         assert_eq!(r.len(), 10);
         assert!(r.iter().all(|(k, _)| key::user_key(k).starts_with(&p)));
         let r = h.range(&key(3, 5), Some(&key(9, 2)));

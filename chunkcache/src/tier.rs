@@ -372,7 +372,7 @@ impl MiddleTier {
         // prefix out.
         let prefix: Option<Vec<u8>> = s.hot.route_len(&lo).and_then(|r| {
             let p = lo.get(..r)?;
-            let within = match successor(p) {
+            let within = match key::prefix_successor(p) {
                 Some(succ) => hi.as_slice() <= succ.as_slice(),
                 None => false,
             };
@@ -724,18 +724,6 @@ fn maintenance_loop(s: &Arc<Shared>) {
         }
         s.notify_room();
     }
-}
-
-/// The smallest byte string greater than every string starting with `prefix`.
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut p = prefix.to_vec();
-    while let Some(last) = p.pop() {
-        if last != 0xff {
-            p.push(last + 1);
-            return Some(p);
-        }
-    }
-    None
 }
 
 /// Adapts a db-key iterator to one state table's user keys: seeks add the table prefix,

@@ -103,6 +103,19 @@ fn trailer_of(ikey: &[u8]) -> u64 {
     u64::from_le_bytes(t)
 }
 
+/// The smallest byte string greater than every string that starts with `prefix` (`None` if
+/// there is none: `prefix` is empty or all 0xff). A prefix scan is `[prefix, successor)`.
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last != 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
 /// Compares two internal keys: user key ascending, then trailer descending.
 pub fn compare(a: &[u8], b: &[u8]) -> Ordering {
     user_key(a)
@@ -129,5 +142,13 @@ mod tests {
             (&b"a"[..], 9, ValueKind::Delete)
         );
         assert!(parse(b"short").is_none());
+    }
+
+    #[test]
+    fn prefix_successor_bounds_every_extension() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_successor(&[0xff, 0xff]), None);
+        assert_eq!(prefix_successor(b""), None);
     }
 }

@@ -316,17 +316,7 @@ impl Snapshot {
     }
 }
 
-/// The smallest key greater than every key starting with `prefix` (`None`: unbounded).
-pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut p = prefix.to_vec();
-    while let Some(last) = p.pop() {
-        if last != 0xff {
-            p.push(last + 1);
-            return Some(p);
-        }
-    }
-    None
-}
+pub use strata_dfs::key::prefix_successor;
 
 impl Db {
     /// Opens (or creates) a database in local directory `dir`.
