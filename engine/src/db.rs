@@ -700,10 +700,10 @@ impl Inner {
     }
 
     fn validate_batch(&self, batch: &WriteBatch) -> Result<()> {
-        batch
-            .ops
-            .iter()
-            .try_for_each(|op| self.check_op(op.kind, op.table, &op.key, &op.value))
+        batch.ops.iter().try_for_each(|op| {
+            self.check_op(op.kind, op.table, &op.key, &op.value)
+                .map(drop)
+        })
     }
 
     /// One put, delete or merge. Without the WAL there is nothing to group, so it skips the
@@ -725,8 +725,7 @@ impl Inner {
             return self.write(b);
         }
         self.check_writable()?;
-        self.check_op(kind, table.id, key, value)?;
-        let merge = self.hooks.merge_operator(table.id);
+        let merge = self.check_op(kind, table.id, key, value)?;
         let mut buf = [0u8; 128];
         let heap;
         let dk: &[u8] = if key.len() + 4 <= buf.len() {
@@ -756,8 +755,15 @@ impl Inner {
         self.middle.after_write()
     }
 
-    /// Checks one operation against the table and the size limits.
-    fn check_op(&self, kind: ValueKind, table: u32, key: &[u8], value: &[u8]) -> Result<()> {
+    /// Checks one operation against the table and the size limits; returns the table's
+    /// merge operator (looked up under the same lock).
+    fn check_op(
+        &self,
+        kind: ValueKind,
+        table: u32,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Arc<dyn MergeOperator>>> {
         let tables = self.hooks.tables.read();
         let t = tables
             .get(&table)
@@ -782,7 +788,7 @@ impl Inner {
                 t.name
             )));
         }
-        Ok(())
+        Ok(t.merge.clone())
     }
 
     fn write(self: &Arc<Self>, batch: WriteBatch) -> Result<()> {
