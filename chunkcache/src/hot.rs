@@ -1,29 +1,46 @@
 //! The hot tier: a concurrent, hash-indexed store of the most recently used entries.
 //!
-//! - 64 shards, each a `parking_lot::RwLock` over a `HashMap` (O(1) point access) and a
-//!   `BTreeSet` of the same keys (ordered iteration). No global lock on any path; readers
-//!   take one shard's read lock.
+//! - 64 shards, each a `parking_lot::RwLock` over a hash table of pointers to entry nodes
+//!   (O(1) point access, one miss to memory) and a `BTreeSet` of the same keys (ordered
+//!   iteration). Keys up to 24 bytes and values up to 16 bytes are stored inline, so a
+//!   Flink-shaped value entry is one allocation. No global lock on any path; readers take
+//!   one shard's read lock.
 //! - Each entry keeps a short chain of versions, newest first. A write replaces the newest
 //!   version *in place* unless a live snapshot still sees it, so without snapshots an entry
 //!   holds one version and an update or list append touches only its own bytes.
 //! - Merge operands fold in memory: onto a resident value (list append in place), or onto
 //!   an earlier operand when the base value lives in a lower tier (a *partial* entry).
-//! - Memory is accounted per allocation (see [`entry_charge`]) and summed per shard.
+//! - Memory is accounted per entry (see [`entry_charge`]: node, table slots, ordered-index
+//!   share, heap spill) and summed per shard.
 //! - Coldness: every access stamps the entry with the current *epoch*; packing takes the
 //!   entries with the oldest stamps (a CLOCK approximation that costs one relaxed atomic
 //!   store per access). Clean entries (already in a lower tier) are dropped, dirty ones go
 //!   into chunks.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use smallvec::SmallVec;
 use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::MergeOperator;
 
 const SHARDS: usize = 64;
+
+/// A key as the hot tier stores it: inline up to 24 bytes (a Flink-shaped state key with
+/// its table id fits), so neither the hash probe nor the ordered index dereferences a
+/// pointer to compare keys, and a new short key costs no allocation.
+type HotKey = SmallVec<[u8; 24]>;
+
+/// A value or merge operand: inline up to 16 bytes (no allocation, no extra cache miss for
+/// Flink's 8-byte longs and counters); longer ones (lists) live on the heap.
+pub type HotValue = SmallVec<[u8; 16]>;
+
+/// An entry's versions, newest first: one inline (the common case without snapshots), more
+/// spill to the heap.
+type Chain = SmallVec<[HotVersion; 1]>;
 
 /// One version of a hot entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +50,7 @@ pub struct HotVersion {
     /// Kind of the write.
     pub kind: ValueKind,
     /// Value (or merge operand); empty for deletes.
-    pub value: Vec<u8>,
+    pub value: HotValue,
 }
 
 /// A hot entry: versions newest first, its access stamp, and its persistence watermark.
@@ -43,7 +60,7 @@ pub struct HotVersion {
 /// always contiguous: the hot chain holds the newest ones, lower tiers the older ones.
 #[derive(Debug)]
 pub struct Entry {
-    versions: Vec<HotVersion>,
+    versions: Chain,
     access: AtomicU32,
     persisted: SeqNo,
     /// Versions up to this sequence number are being copied down (packing or flushing):
@@ -62,14 +79,27 @@ impl Entry {
     }
 }
 
-/// Bytes charged for an entry: the key, the entry struct, the version vector's capacity,
-/// every value's capacity, plus the key handles in the hash map and the ordered set and the
-/// map's control byte.
+/// Bytes charged for an entry: the key (twice: hash map and ordered set), the entry struct
+/// (with its inline version and value), spilled version slots and values, and the map's
+/// control byte.
 pub fn entry_charge(key: &[u8], e: &Entry) -> usize {
     charge(
         key.len(),
-        e.versions.capacity(),
-        e.versions.iter().map(|v| v.value.capacity()).sum(),
+        if e.versions.spilled() {
+            e.versions.capacity()
+        } else {
+            0
+        },
+        e.versions
+            .iter()
+            .map(|v| {
+                if v.value.spilled() {
+                    v.value.capacity()
+                } else {
+                    0
+                }
+            })
+            .sum(),
     )
 }
 
@@ -78,46 +108,101 @@ pub fn entry_charge(key: &[u8], e: &Entry) -> usize {
 pub fn chain_charge(key: &[u8], versions: &[HotVersion]) -> usize {
     charge(
         key.len(),
-        versions.len(),
-        versions.iter().map(|v| v.value.len()).sum(),
+        versions.len().saturating_sub(1),
+        versions
+            .iter()
+            .map(|v| if v.value.len() > 16 { v.value.len() } else { 0 })
+            .sum(),
     )
 }
 
-fn charge(key_len: usize, version_slots: usize, value_bytes: usize) -> usize {
-    key_len
-        + std::mem::size_of::<Entry>()
-        + 2 * std::mem::size_of::<Bytes>()
-        + 1
-        + 32 // the shared handle `Bytes` allocates when the key is cloned into the set
-        + version_slots * std::mem::size_of::<HotVersion>()
+fn charge(key_len: usize, spilled_slots: usize, value_bytes: usize) -> usize {
+    let key_heap = if key_len > 24 { 2 * key_len } else { 0 };
+    // The node (with malloc's 16-byte rounding), two hash-table slots (pointer and control
+    // byte; the table is between half and seven-eighths full), and the ordered index's
+    // key at about two-thirds B-tree node occupancy.
+    std::mem::size_of::<Node>().next_multiple_of(16)
+        + 2 * (std::mem::size_of::<usize>() + 1)
+        + std::mem::size_of::<HotKey>() * 3 / 2
+        + key_heap
+        + spilled_slots * std::mem::size_of::<HotVersion>()
         + value_bytes
 }
 
-/// Hashes keys with [`strata_dfs::internals::hash64`] (the same function that picks the
-/// shard), which is several times cheaper than SipHash on short keys. Keys are state keys
-/// chosen by the embedding job, as in RocksDB's hash indexes; no per-process seed is needed.
-#[derive(Default, Clone, Copy)]
-struct KeyHasher(u64);
+/// A hot entry with its key, in one allocation. The shard's hash table holds only pointers
+/// to nodes (9 bytes a slot with its control byte), so the table stays small enough to sit
+/// in the CPU cache while the nodes do not: a lookup costs one miss to memory, not two, and
+/// the table's spare capacity costs 9 bytes a slot rather than a whole entry.
+struct Node {
+    key: HotKey,
+    entry: Entry,
+}
 
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
+fn key_hash(key: &[u8]) -> u64 {
+    strata_dfs::internals::hash64(key)
+}
+
+/// A shard's hash index: keys to nodes, with a `HashMap`-like interface.
+#[derive(Default)]
+struct KeyMap {
+    table: hashbrown::HashTable<Box<Node>>,
+}
+
+impl KeyMap {
+    fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.table
+            .find(key_hash(key), |n| n.key[..] == *key)
+            .map(|n| &n.entry)
     }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = (self.0.rotate_left(5) ^ strata_dfs::internals::hash64(bytes))
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+
+    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.table
+            .find_mut(key_hash(key), |n| n.key[..] == *key)
+            .map(|n| &mut n.entry)
     }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+
+    fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Inserts a key known to be absent.
+    fn insert(&mut self, key: HotKey, entry: Entry) {
+        self.table
+            .insert_unique(key_hash(&key), Box::new(Node { key, entry }), |n| {
+                key_hash(&n.key)
+            });
+    }
+
+    fn remove_entry(&mut self, key: &[u8]) -> Option<(HotKey, Entry)> {
+        let (node, _) = self
+            .table
+            .find_entry(key_hash(key), |n| n.key[..] == *key)
+            .ok()?
+            .remove();
+        let Node { key, entry } = *node;
+        Some((key, entry))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&HotKey, &Entry)> {
+        self.table.iter().map(|n| (&n.key, &n.entry))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&HotKey, &mut Entry)> {
+        self.table.iter_mut().map(|n| {
+            let Node { key, entry } = &mut **n;
+            (&*key, entry)
+        })
     }
 }
 
-type KeyMap = HashMap<Bytes, Entry, std::hash::BuildHasherDefault<KeyHasher>>;
-
 #[derive(Default)]
 struct Shard {
+    /// Lookups answered here / sent below; per shard (next to the lock word the reader has
+    /// just written) so that readers on different cores do not contend on one counter.
+    hits: AtomicU64,
+    misses: AtomicU64,
     map: KeyMap,
-    order: BTreeSet<Bytes>,
+    order: BTreeSet<HotKey>,
     bytes: usize,
     /// Bumped whenever entries leave the shard (packing, flush-drops); promotion checks it.
     generation: u64,
@@ -145,13 +230,9 @@ pub enum HotLookup {
     Absent,
 }
 
-/// Counters of the hot tier.
+/// Counters of the hot tier (hits and misses are kept per shard: [`HotKv::hits_misses`]).
 #[derive(Debug, Default)]
 pub struct HotStats {
-    /// Lookups answered (value or tombstone) by the hot tier.
-    pub hits: AtomicU64,
-    /// Lookups that went below.
-    pub misses: AtomicU64,
     /// Entries promoted from lower tiers.
     pub promotions: AtomicU64,
     /// Writes applied in place.
@@ -159,7 +240,7 @@ pub struct HotStats {
 }
 
 /// State tables with ids below this can have a routing prefix.
-const ROUTED_TABLES: usize = 1024;
+pub const ROUTED_TABLES: usize = 1024;
 
 /// The hot tier. All methods are thread-safe.
 pub struct HotKv {
@@ -238,6 +319,17 @@ impl HotKv {
         (strata_dfs::internals::hash64(self.route(key)) >> 40) as usize % SHARDS
     }
 
+    /// Lookups answered by the hot tier (value or tombstone) and lookups sent below.
+    pub fn hits_misses(&self) -> (u64, u64) {
+        self.shards.iter().fold((0, 0), |(h, m), s| {
+            let s = s.read();
+            (
+                h + s.hits.load(Ordering::Relaxed),
+                m + s.misses.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Bytes charged to the hot tier.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
@@ -298,16 +390,16 @@ impl HotKv {
         let epoch = self.epoch.load(Ordering::Relaxed);
         let Some(e) = shard.map.get_mut(key) else {
             let e = Entry {
-                versions: vec![HotVersion {
+                versions: smallvec::smallvec![HotVersion {
                     seq: w.seq,
                     kind: w.kind,
-                    value: w.value.to_vec(),
+                    value: HotValue::from_slice(w.value),
                 }],
                 access: AtomicU32::new(epoch),
                 persisted: 0,
                 frozen: 0,
             };
-            let k = Bytes::copy_from_slice(key);
+            let k = HotKey::from_slice(key);
             let charge = entry_charge(&k, &e);
             shard.order.insert(k.clone());
             shard.map.insert(k, e);
@@ -332,12 +424,12 @@ impl HotKv {
                 (ValueKind::Merge, Some(op), ValueKind::Put) => HotVersion {
                     seq: w.seq,
                     kind: ValueKind::Put,
-                    value: op.merge(Some(&newest.value), w.value),
+                    value: HotValue::from_vec(op.merge(Some(&newest.value), w.value)),
                 },
                 (ValueKind::Merge, Some(op), ValueKind::Delete) => HotVersion {
                     seq: w.seq,
                     kind: ValueKind::Put,
-                    value: op.merge(None, w.value),
+                    value: HotValue::from_vec(op.merge(None, w.value)),
                 },
                 _ => new_version(w),
             };
@@ -351,7 +443,7 @@ impl HotKv {
                         merge_into(op, &mut newest.value, w.value);
                     }
                     ValueKind::Delete => {
-                        newest.value = op.merge(None, w.value);
+                        newest.value = HotValue::from_vec(op.merge(None, w.value));
                         newest.kind = ValueKind::Put;
                     }
                 },
@@ -394,15 +486,15 @@ impl HotKv {
         merge: Option<&dyn MergeOperator>,
     ) -> HotLookup {
         let Some(e) = shard.map.get(key) else {
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            shard.misses.fetch_add(1, Ordering::Relaxed);
             return HotLookup::Absent;
         };
         e.access
             .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
         let r = resolve(readable(e).filter(|v| v.seq <= seq), merge);
         let c = match r {
-            HotLookup::Value(_) | HotLookup::Deleted => &self.stats.hits,
-            _ => &self.stats.misses,
+            HotLookup::Value(_) | HotLookup::Deleted => &shard.hits,
+            _ => &shard.misses,
         };
         c.fetch_add(1, Ordering::Relaxed);
         r
@@ -422,16 +514,16 @@ impl HotKv {
             return;
         }
         let e = Entry {
-            versions: vec![HotVersion {
+            versions: smallvec::smallvec![HotVersion {
                 seq,
                 kind,
-                value: value.to_vec(),
+                value: HotValue::from_slice(value),
             }],
             access: AtomicU32::new(self.epoch.load(Ordering::Relaxed)),
             persisted: seq,
             frozen: 0,
         };
-        let k = Bytes::copy_from_slice(key);
+        let k = HotKey::from_slice(key);
         let charge = entry_charge(&k, &e);
         shard.order.insert(k.clone());
         shard.map.insert(k, e);
@@ -514,7 +606,7 @@ impl HotKv {
         let mut hist = [0usize; 256];
         for s in self.shards.iter() {
             let s = s.read();
-            for (k, e) in &s.map {
+            for (k, e) in s.map.iter() {
                 hist[age(e)] += entry_charge(k, e);
             }
         }
@@ -541,7 +633,7 @@ impl HotKv {
                 if age(e) >= threshold {
                     e.frozen = e.versions[0].seq;
                     taken += entry_charge(k, e);
-                    out.push((k.clone(), unpersisted(e), e.versions[0].seq));
+                    out.push((Bytes::copy_from_slice(k), unpersisted(e), e.versions[0].seq));
                 }
             }
         }
@@ -557,7 +649,7 @@ impl HotKv {
             for (k, e) in s.map.iter_mut() {
                 if e.is_dirty() {
                     e.frozen = e.versions[0].seq;
-                    out.push((k.clone(), unpersisted(e)));
+                    out.push((Bytes::copy_from_slice(k), unpersisted(e)));
                 }
             }
         }
@@ -625,7 +717,7 @@ fn new_version(w: &HotWrite<'_>) -> HotVersion {
     HotVersion {
         seq: w.seq,
         kind: w.kind,
-        value: w.value.to_vec(),
+        value: HotValue::from_slice(w.value),
     }
 }
 
@@ -649,8 +741,12 @@ fn unpersisted(e: &Entry) -> Vec<HotVersion> {
         .collect()
 }
 
-fn merge_into(op: &dyn MergeOperator, existing: &mut Vec<u8>, operand: &[u8]) {
-    op.merge_in_place(existing, operand);
+/// Folds `operand` into `existing` in place. A spilled value is handed to the operator as
+/// the `Vec` it already is (no copy); an inline one is copied out and back.
+fn merge_into(op: &dyn MergeOperator, existing: &mut HotValue, operand: &[u8]) {
+    let mut v = std::mem::take(existing).into_vec();
+    op.merge_in_place(&mut v, operand);
+    *existing = HotValue::from_vec(v);
 }
 
 /// Resolves visible versions (newest first) into a lookup result.
@@ -663,9 +759,9 @@ pub fn resolve<'a>(
     for v in versions {
         oldest = v.seq;
         match (v.kind, acc.take()) {
-            (ValueKind::Put, None) => return HotLookup::Value(v.value.clone()),
+            (ValueKind::Put, None) => return HotLookup::Value(v.value.to_vec()),
             (ValueKind::Delete, None) => return HotLookup::Deleted,
-            (ValueKind::Merge, None) => acc = Some((v.value.clone(), v.seq)),
+            (ValueKind::Merge, None) => acc = Some((v.value.to_vec(), v.seq)),
             (kind, Some((op_acc, newest))) => {
                 let Some(op) = merge else {
                     return HotLookup::Value(op_acc);
@@ -770,7 +866,7 @@ mod tests {
         // Folding onto an unpersisted operand is fine.
         h.apply(b"k", w(3, ValueKind::Merge, b"c", None));
         assert_eq!(h.dirty_entries()[0].1.len(), 1);
-        assert_eq!(h.dirty_entries()[0].1[0].value, b"bc");
+        assert_eq!(&h.dirty_entries()[0].1[0].value[..], b"bc");
         // Onto a persisted full value, a merge yields a full value.
         h.apply(b"v", w(4, ValueKind::Put, b"x", None));
         h.mark_persisted(b"v", 4);

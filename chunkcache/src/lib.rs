@@ -8,5 +8,5 @@ mod hot;
 mod tier;
 
 pub use chunk::{Chunk, ChunkBlocks, ChunkIter};
-pub use hot::{chain_charge, entry_charge, HotKv, HotLookup, HotVersion, HotWrite};
+pub use hot::{chain_charge, entry_charge, HotKv, HotLookup, HotVersion, HotWrite, ROUTED_TABLES};
 pub use tier::{db_key, MiddleSettings, MiddleStats, MiddleTier, StripPrefix, TABLE_PREFIX_LEN};

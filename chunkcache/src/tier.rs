@@ -250,7 +250,9 @@ impl MiddleTier {
         promote: bool,
     ) -> Result<Option<Vec<u8>>> {
         let s = &self.s;
-        let dk = db_key(table_id, user_key);
+        let mut dk: smallvec::SmallVec<[u8; 64]> = smallvec::SmallVec::new();
+        dk.extend_from_slice(&table_id.to_be_bytes());
+        dk.extend_from_slice(user_key);
         let mut floor = SeqNo::MAX;
         let (found, generation) = s.hot.get_with_generation(&dk, seq, merge);
         let mut pending: Option<(Vec<u8>, SeqNo)> = match found {
@@ -454,8 +456,8 @@ impl MiddleTier {
         MiddleStats {
             hot_entries: s.hot.len() as u64,
             hot_bytes: s.hot.bytes() as u64,
-            hot_hits: l(&s.hot.stats.hits),
-            hot_misses: l(&s.hot.stats.misses),
+            hot_hits: s.hot.hits_misses().0,
+            hot_misses: s.hot.hits_misses().1,
             promotions: l(&s.hot.stats.promotions),
             in_place_updates: l(&s.hot.stats.in_place),
             chunks: chunks.len() as u64,

@@ -7,13 +7,13 @@
 //! hot-tier shard locks. Readers take only shard read locks and short `RwLock` reads of the
 //! chunk list and the current version.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use strata_chunkcache::{db_key, HotWrite, MiddleSettings, MiddleTier};
 use strata_dfs::key::{self, SeqNo, MAX_SEQ};
 use strata_dfs::{
@@ -94,8 +94,49 @@ struct TableEntry {
     merge: Option<Arc<dyn MergeOperator>>,
 }
 
+/// Most state tables a database can have (ids 1..MAX_TABLES); the hot tier routes by
+/// prefix for exactly these ids.
+pub const MAX_TABLES: u32 = strata_chunkcache::ROUTED_TABLES as u32;
+
+/// State tables by id. Tables are never dropped, so each slot is written once (under the
+/// table-creation lock) and read on every operation without taking a lock.
+struct Registry {
+    slots: Box<[OnceLock<TableEntry>]>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            slots: (0..MAX_TABLES).map(|_| OnceLock::new()).collect(),
+        }
+    }
+}
+
+impl Registry {
+    fn get(&self, id: u32) -> Option<&TableEntry> {
+        self.slots.get(id as usize)?.get()
+    }
+
+    fn insert(&self, id: u32, entry: TableEntry) -> Result<()> {
+        let slot = self
+            .slots
+            .get(id as usize)
+            .filter(|_| id > 0)
+            .ok_or_else(|| Error::invalid(format!("at most {} tables", MAX_TABLES - 1)))?;
+        slot.set(entry)
+            .map_err(|_| Error::invalid(format!("table id {id} registered twice")))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, &TableEntry)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| s.get().map(|e| (id as u32, e)))
+    }
+}
+
 struct Hooks {
-    tables: RwLock<HashMap<u32, TableEntry>>,
+    tables: Registry,
     snapshots: Mutex<BTreeMap<SeqNo, usize>>,
     /// The largest live snapshot sequence number, `NO_SNAPSHOT` if none; kept in step with
     /// `snapshots` (updated under its lock) so the write path reads it without locking.
@@ -107,7 +148,7 @@ const NO_SNAPSHOT: u64 = u64::MAX;
 impl Default for Hooks {
     fn default() -> Self {
         Hooks {
-            tables: RwLock::default(),
+            tables: Registry::default(),
             snapshots: Mutex::default(),
             latest: AtomicU64::new(NO_SNAPSHOT),
         }
@@ -142,15 +183,11 @@ impl Hooks {
 
 impl TreeHooks for Hooks {
     fn merge_operator(&self, table_id: u32) -> Option<Arc<dyn MergeOperator>> {
-        self.tables
-            .read()
-            .get(&table_id)
-            .and_then(|t| t.merge.clone())
+        self.tables.get(table_id).and_then(|t| t.merge.clone())
     }
     fn compression(&self, table_id: u32, level: usize) -> Compression {
         self.tables
-            .read()
-            .get(&table_id)
+            .get(table_id)
             .map_or(Compression::Lz4, |t| t.options.compression(level))
     }
     fn snapshots(&self) -> Vec<SeqNo> {
@@ -158,8 +195,7 @@ impl TreeHooks for Hooks {
     }
     fn prefix_len(&self, table_id: u32) -> usize {
         self.tables
-            .read()
-            .get(&table_id)
+            .get(table_id)
             .map_or(0, |t| t.options.prefix_len as usize)
     }
 }
@@ -363,21 +399,18 @@ impl Db {
         )?;
         let tree = Arc::new(tree);
         let mut routes = Vec::new();
-        {
-            let mut tables = hooks.tables.write();
-            for (id, def) in &recovered.state.tables {
-                let options = TableOptions::decode(&def.options, &def.name)?;
-                let merge = options.operator(&b.merge_ops)?;
-                routes.push((*id, options.prefix_len));
-                tables.insert(
-                    *id,
-                    TableEntry {
-                        name: def.name.as_str().into(),
-                        options,
-                        merge,
-                    },
-                );
-            }
+        for (id, def) in &recovered.state.tables {
+            let options = TableOptions::decode(&def.options, &def.name)?;
+            let merge = options.operator(&b.merge_ops)?;
+            routes.push((*id, options.prefix_len));
+            hooks.tables.insert(
+                *id,
+                TableEntry {
+                    name: def.name.as_str().into(),
+                    options,
+                    merge,
+                },
+            )?;
         }
         let max_file_seq = tree
             .current()
@@ -476,10 +509,9 @@ impl Db {
         self.inner
             .hooks
             .tables
-            .read()
             .iter()
             .find(|(_, t)| &*t.name == name)
-            .map(|(&id, t)| Table {
+            .map(|(id, t)| Table {
                 id,
                 name: t.name.clone(),
             })
@@ -491,9 +523,8 @@ impl Db {
             .inner
             .hooks
             .tables
-            .read()
             .iter()
-            .map(|(&id, t)| Table {
+            .map(|(id, t)| Table {
                 id,
                 name: t.name.clone(),
             })
@@ -516,8 +547,7 @@ impl Db {
                 .inner
                 .hooks
                 .tables
-                .read()
-                .get(&t.id)
+                .get(t.id)
                 .map(|e| e.options == options);
             return match same {
                 Some(true) => Ok(t),
@@ -531,10 +561,13 @@ impl Db {
             .inner
             .hooks
             .tables
-            .read()
-            .keys()
+            .iter()
+            .map(|(id, _)| id)
             .max()
             .map_or(1, |m| m + 1);
+        if id >= MAX_TABLES {
+            return Err(Error::invalid(format!("at most {} tables", MAX_TABLES - 1)));
+        }
         let def = TableDef {
             name: name.to_string(),
             options: options.encode(),
@@ -547,14 +580,14 @@ impl Db {
             .middle
             .hot()
             .set_route_prefix(id, options.prefix_len);
-        self.inner.hooks.tables.write().insert(
+        self.inner.hooks.tables.insert(
             id,
             TableEntry {
                 name: name.clone(),
                 options,
                 merge,
             },
-        );
+        )?;
         Ok(Table { id, name })
     }
 
@@ -692,9 +725,9 @@ impl Inner {
         }
     }
 
-    fn table_merge(&self, table: &Table) -> Result<Option<Arc<dyn MergeOperator>>> {
-        match self.hooks.tables.read().get(&table.id) {
-            Some(e) if *e.name == *table.name => Ok(e.merge.clone()),
+    fn table_merge(&self, table: &Table) -> Result<Option<&Arc<dyn MergeOperator>>> {
+        match self.hooks.tables.get(table.id) {
+            Some(e) if *e.name == *table.name => Ok(e.merge.as_ref()),
             _ => Err(Error::invalid(format!("unknown table {:?}", table.name))),
         }
     }
@@ -746,7 +779,7 @@ impl Inner {
                     seq,
                     kind,
                     value,
-                    merge: merge.as_deref(),
+                    merge,
                     latest_snapshot: self.hooks.latest_snapshot(),
                 },
             );
@@ -756,17 +789,18 @@ impl Inner {
     }
 
     /// Checks one operation against the table and the size limits; returns the table's
-    /// merge operator (looked up under the same lock).
+    /// merge operator.
     fn check_op(
         &self,
         kind: ValueKind,
         table: u32,
         key: &[u8],
         value: &[u8],
-    ) -> Result<Option<Arc<dyn MergeOperator>>> {
-        let tables = self.hooks.tables.read();
-        let t = tables
-            .get(&table)
+    ) -> Result<Option<&dyn MergeOperator>> {
+        let t = self
+            .hooks
+            .tables
+            .get(table)
             .ok_or_else(|| Error::invalid(format!("unknown table id {table}")))?;
         if key.len() > self.settings.max_key_bytes {
             return Err(Error::invalid(format!(
@@ -788,7 +822,7 @@ impl Inner {
                 t.name
             )));
         }
-        Ok(t.merge.clone())
+        Ok(t.merge.as_deref())
     }
 
     fn write(self: &Arc<Self>, batch: WriteBatch) -> Result<()> {
@@ -882,7 +916,7 @@ impl Inner {
 
     fn update(self: &Arc<Self>, table: &Table, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
         self.check_writable()?;
-        let merge = self.table_merge(table)?;
+        let merge = self.table_merge(table)?.map(|m| &**m);
         if key.len() > self.settings.max_key_bytes {
             return Err(Error::invalid("key exceeds max_key_bytes"));
         }
@@ -890,9 +924,7 @@ impl Inner {
             // Every write applies under the apply lock, so nothing can change the key
             // between this read and the write.
             let mut st = self.apply.lock();
-            let current = self
-                .middle
-                .get(table.id, key, MAX_SEQ, merge.as_deref(), true)?;
+            let current = self.middle.get(table.id, key, MAX_SEQ, merge, true)?;
             let mut batch = WriteBatch::new();
             match f(current.as_deref()) {
                 Some(v) => batch.put(table, key, &v),
@@ -912,7 +944,7 @@ impl Inner {
 
     /// Applies operations with their sequence numbers, all at once for point readers.
     fn apply_ops<'a>(&self, ops: impl Iterator<Item = (&'a Op, SeqNo)>) {
-        let tables = self.hooks.tables.read();
+        let tables = &self.hooks.tables;
         let latest_snapshot = self.hooks.latest_snapshot();
         let ops: Vec<(&Op, SeqNo, Vec<u8>)> =
             ops.map(|(o, s)| (o, s, db_key(o.table, &o.key))).collect();
@@ -925,7 +957,7 @@ impl Inner {
                         seq: *seq,
                         kind: o.kind,
                         value: &o.value,
-                        merge: tables.get(&o.table).and_then(|t| t.merge.as_deref()),
+                        merge: tables.get(o.table).and_then(|t| t.merge.as_deref()),
                         latest_snapshot,
                     },
                 )
@@ -981,9 +1013,8 @@ impl Inner {
         if key.len() > self.settings.max_key_bytes {
             return Err(Error::invalid("key exceeds max_key_bytes"));
         }
-        let merge = self.table_merge(table)?;
-        self.middle
-            .get(table.id, key, seq, merge.as_deref(), promote)
+        let merge = self.table_merge(table)?.map(|m| &**m);
+        self.middle.get(table.id, key, seq, merge, promote)
     }
 
     fn iter(
@@ -994,7 +1025,7 @@ impl Inner {
         snap: Snapshot,
     ) -> Result<DbIterator> {
         self.check_open()?;
-        let merge = self.table_merge(table)?;
+        let merge = self.table_merge(table)?.cloned();
         let (sources, version) = self.middle.iter_sources(table.id, start, end);
         Ok(DbIterator {
             inner: MergingIterator::new(sources),
