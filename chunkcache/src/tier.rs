@@ -10,6 +10,7 @@
 //! publishes the data at its destination before removing it from its source, and readers
 //! look in that same order, so a concurrent reader never misses a version.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,8 +19,9 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::{
-    collapse, CollapseContext, Error, InternalIterator, KeyVersion, LsmTree, ManifestState,
-    MergeOperator, MergingIterator, Result, TreeHooks, VecIter, Version, VersionEdit,
+    collapse_filtered, CollapseContext, CompactionFilter, Error, FilterDecision, InternalIterator,
+    KeyVersion, LsmTree, ManifestState, MergeOperator, MergingIterator, Result, TreeHooks, VecIter,
+    Version, VersionEdit,
 };
 
 use crate::chunk::Chunk;
@@ -237,6 +239,24 @@ impl MiddleTier {
             }
         }
         Ok(())
+    }
+
+    /// The newest value of `user_key` if the hot tier alone answers it (`Some(None)`: deleted),
+    /// `None` if lower tiers must be read.
+    pub fn get_hot(
+        &self,
+        table_id: u32,
+        user_key: &[u8],
+        merge: Option<&dyn MergeOperator>,
+    ) -> Option<Option<Vec<u8>>> {
+        let mut dk: smallvec::SmallVec<[u8; 64]> = smallvec::SmallVec::new();
+        dk.extend_from_slice(&table_id.to_be_bytes());
+        dk.extend_from_slice(user_key);
+        match self.s.hot.get(&dk, SeqNo::MAX, merge) {
+            HotLookup::Value(v) => Some(Some(v)),
+            HotLookup::Deleted => Some(None),
+            _ => None,
+        }
     }
 
     /// Reads `user_key` of `table_id` as of `seq` through every tier. When `promote` is set
@@ -538,15 +558,32 @@ impl Shared {
         let cands = self.hot.coldest(target);
         let mut entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
         let mut raw = 0usize;
+        let mut filters: HashMap<u32, Option<Arc<dyn CompactionFilter>>> = HashMap::new();
         for (k, versions, _) in &cands {
             if versions.is_empty() {
                 continue;
             }
+            let tid = k
+                .get(..TABLE_PREFIX_LEN)
+                .map_or(0, |p| u32::from_be_bytes(p.try_into().expect("4 bytes")));
+            let filter = filters
+                .entry(tid)
+                .or_insert_with(|| self.hooks.compaction_filter(tid))
+                .clone();
             for v in versions {
-                entries.push((
-                    key::internal_key(k, v.seq, v.kind),
-                    Bytes::copy_from_slice(&v.value),
-                ));
+                // Expired (filtered) versions go down as tombstones: they still shadow
+                // older versions below.
+                let (kind, value) = match (&filter, v.kind) {
+                    (Some(f), ValueKind::Put | ValueKind::Merge) => {
+                        match f.filter(&k[TABLE_PREFIX_LEN..], v.kind, &v.value) {
+                            FilterDecision::Keep => (v.kind, Bytes::copy_from_slice(&v.value)),
+                            FilterDecision::Remove => (ValueKind::Delete, Bytes::new()),
+                            FilterDecision::Change(nv) => (v.kind, Bytes::from(nv)),
+                        }
+                    }
+                    _ => (v.kind, Bytes::copy_from_slice(&v.value)),
+                };
+                entries.push((key::internal_key(k, v.seq, kind), value));
             }
             raw += chain_charge(k, versions);
         }
@@ -642,6 +679,7 @@ impl Shared {
         let mut cur: Vec<u8> = Vec::new();
         let mut versions: Vec<KeyVersion> = Vec::new();
         let mut merge: Option<Arc<dyn MergeOperator>> = None;
+        let mut filter: Option<Arc<dyn CompactionFilter>> = None;
         loop {
             let valid = it.valid();
             let (uk, tid) = if valid {
@@ -661,8 +699,10 @@ impl Shared {
                     snapshots: &snapshots,
                     merge: merge.as_deref(),
                     bottommost: false,
+                    filter: filter.as_deref(),
                 };
-                for (seq, kind, v) in collapse(&versions, cx) {
+                let uk = &cur[TABLE_PREFIX_LEN..];
+                for (seq, kind, v) in collapse_filtered(uk, &versions, cx) {
                     out.push((key::internal_key(&cur[TABLE_PREFIX_LEN..], seq, kind), v));
                 }
                 versions.clear();
@@ -673,6 +713,7 @@ impl Shared {
                 }
                 table = tid;
                 merge = tid.and_then(|t| self.hooks.merge_operator(t));
+                filter = tid.and_then(|t| self.hooks.compaction_filter(t));
             }
             if !valid {
                 break;

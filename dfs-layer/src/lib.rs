@@ -23,14 +23,14 @@ pub use compress::Compression;
 pub use error::{Error, Result};
 pub use iter::{ConcatIter, InternalIterator, MergingIterator, Segments, VecIter};
 pub use key::{SeqNo, ValueKind, MAX_SEQ};
-pub use lsm::collapse::{collapse, CollapseContext, KeyVersion};
+pub use lsm::collapse::{collapse, collapse_filtered, CollapseContext, KeyVersion};
 pub use lsm::manifest::{
     ManifestRecovery, ManifestState, TableDef, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC,
 };
 pub use lsm::picker::{level_target, pick, CompactionOptions, CompactionPick};
 pub use lsm::tree::{LsmTree, Recovered, TreeHooks, TreeOptions, TreeStats};
 pub use lsm::version::{table_path, FileMeta, Levels, Version, VersionEdit, NUM_LEVELS};
-pub use merge::{AppendOperator, MergeOperator, U64AddOperator};
+pub use merge::{AppendOperator, CompactionFilter, FilterDecision, MergeOperator, U64AddOperator};
 pub use storage::{read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage};
 pub use table::{
     TableBuildOptions, TableBuilder, TableIter, TableProperties, TableReader, FOOTER_LEN,

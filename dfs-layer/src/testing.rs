@@ -105,13 +105,17 @@ pub fn storage_conformance(s: &dyn Storage, root: &str) {
 }
 
 /// Wraps a store and fails writes on demand, to test that failures poison instead of
-/// corrupting.
+/// corrupting; it can also add latency to reads and count them (a slow remote store).
 #[derive(Debug)]
 pub struct FaultyStorage {
     inner: Arc<dyn Storage>,
     fail_prefix: Mutex<Option<String>>,
     puts: AtomicU64,
     fail_after_puts: AtomicU64,
+    read_latency_us: AtomicU64,
+    reads: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 impl FaultyStorage {
@@ -122,7 +126,40 @@ impl FaultyStorage {
             fail_prefix: Mutex::new(None),
             puts: AtomicU64::new(0),
             fail_after_puts: AtomicU64::new(u64::MAX),
+            read_latency_us: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
         }
+    }
+
+    /// Every read takes at least `latency` from now on (a simulated remote store).
+    pub fn set_read_latency(&self, latency: std::time::Duration) {
+        self.read_latency_us
+            .store(latency.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Reads served so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    /// The most reads that were in flight at once.
+    pub fn max_in_flight(&self) -> u64 {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    fn timed_read<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let us = self.read_latency_us.load(Ordering::SeqCst);
+        if us > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(us));
+        }
+        let r = f();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        r
     }
 
     /// Every put to a path starting with `prefix` fails from now on.
@@ -157,10 +194,10 @@ impl Storage for FaultyStorage {
         Ok(())
     }
     fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.inner.read(path, range)
+        self.timed_read(|| self.inner.read(path, range))
     }
     fn read_all(&self, path: &str) -> Result<Bytes> {
-        self.inner.read_all(path)
+        self.timed_read(|| self.inner.read_all(path))
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.inner.list(prefix)

@@ -17,9 +17,9 @@ use parking_lot::{Condvar, Mutex};
 use strata_chunkcache::{db_key, HotWrite, MiddleSettings, MiddleTier};
 use strata_dfs::key::{self, SeqNo, MAX_SEQ};
 use strata_dfs::{
-    BlockCache, Compression, Error, InternalIterator, LsmTree, MergeOperator, MergingIterator,
-    ObjectStorage, Result, Storage, TableDef, TreeHooks, TreeOptions, ValueKind, Version,
-    VersionEdit,
+    BlockCache, CompactionFilter, Compression, Error, InternalIterator, LsmTree, MergeOperator,
+    MergingIterator, ObjectStorage, Result, Storage, TableDef, TreeHooks, TreeOptions, ValueKind,
+    Version, VersionEdit,
 };
 
 use crate::batch::{Op, WriteBatch};
@@ -27,6 +27,9 @@ use crate::options::TableOptions;
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::wal::{list_wals, read_wal, wal_path, WalWriter};
+
+/// Most storage reads one [`Db::multi_get`] issues at once.
+pub const MULTI_GET_PARALLELISM: usize = 16;
 
 /// Name of the table every database has.
 pub const DEFAULT_TABLE: &str = "default";
@@ -92,6 +95,8 @@ struct TableEntry {
     name: Arc<str>,
     options: TableOptions,
     merge: Option<Arc<dyn MergeOperator>>,
+    /// Set at run time (not persisted): applied when data is packed, flushed or compacted.
+    filter: parking_lot::RwLock<Option<Arc<dyn CompactionFilter>>>,
 }
 
 /// Most state tables a database can have (ids 1..MAX_TABLES); the hot tier routes by
@@ -192,6 +197,11 @@ impl TreeHooks for Hooks {
     }
     fn snapshots(&self) -> Vec<SeqNo> {
         self.snapshots.lock().keys().copied().collect()
+    }
+    fn compaction_filter(&self, table_id: u32) -> Option<Arc<dyn CompactionFilter>> {
+        self.tables
+            .get(table_id)
+            .and_then(|t| t.filter.read().clone())
     }
     fn prefix_len(&self, table_id: u32) -> usize {
         self.tables
@@ -409,6 +419,7 @@ impl Db {
                     name: def.name.as_str().into(),
                     options,
                     merge,
+                    filter: Default::default(),
                 },
             )?;
         }
@@ -504,6 +515,25 @@ impl Db {
         self.table(DEFAULT_TABLE).expect("created at open")
     }
 
+    /// Installs (or with `None` removes) the compaction filter of `table`: from now on it
+    /// sees every value and merge operand that is packed into chunks, flushed to level 0 or
+    /// compacted. Filters are not persisted; install them again after opening.
+    pub fn set_compaction_filter(
+        &self,
+        table: &Table,
+        filter: Option<Arc<dyn CompactionFilter>>,
+    ) -> Result<()> {
+        let e = self
+            .inner
+            .hooks
+            .tables
+            .get(table.id)
+            .filter(|e| *e.name == *table.name)
+            .ok_or_else(|| Error::invalid(format!("unknown table {:?}", table.name)))?;
+        *e.filter.write() = filter;
+        Ok(())
+    }
+
     /// Looks a table up by name.
     pub fn table(&self, name: &str) -> Option<Table> {
         self.inner
@@ -586,6 +616,7 @@ impl Db {
                 name: name.clone(),
                 options,
                 merge,
+                filter: Default::default(),
             },
         )?;
         Ok(Table { id, name })
@@ -630,9 +661,67 @@ impl Db {
         self.inner.get(table, key, MAX_SEQ, true)
     }
 
-    /// Reads several keys of one table, in order.
+    /// Reads several keys of one table; results are in the order of `keys`. Keys the hot
+    /// tier answers are read in place; the others go to chunks and table files on up to
+    /// [`MULTI_GET_PARALLELISM`] threads at once, so on a remote store a batch costs about
+    /// one round trip per wave of reads instead of one per key.
     pub fn multi_get(&self, table: &Table, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        keys.iter().map(|k| self.get(table, k)).collect()
+        self.inner.check_open()?;
+        if let Some(k) = keys
+            .iter()
+            .find(|k| k.len() > self.inner.settings.max_key_bytes)
+        {
+            return Err(Error::invalid(format!(
+                "key of {} bytes exceeds max_key_bytes",
+                k.len()
+            )));
+        }
+        let merge = self.inner.table_merge(table)?.map(|m| &**m);
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let mut misses: Vec<usize> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            match self.inner.middle.get_hot(table.id, k, merge) {
+                Some(v) => out[i] = v,
+                None => misses.push(i),
+            }
+        }
+        if misses.len() <= 1 {
+            for i in misses {
+                out[i] = self.get(table, keys[i])?;
+            }
+            return Ok(out);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let workers = misses.len().min(MULTI_GET_PARALLELISM);
+        let found: Vec<Result<Vec<(usize, Option<Vec<u8>>)>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut got = Vec::new();
+                        loop {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&i) = misses.get(n) else {
+                                return Ok(got);
+                            };
+                            got.push((i, self.get(table, keys[i])?));
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::invalid("a multi_get reader panicked")))
+                })
+                .collect()
+        });
+        for part in found {
+            for (i, v) in part? {
+                out[i] = v;
+            }
+        }
+        Ok(out)
     }
 
     /// Takes a snapshot of everything written so far.

@@ -41,15 +41,16 @@ mod wal;
 pub use batch::WriteBatch;
 pub use db::{
     prefix_successor, Clock, Db, DbBuilder, DbIterator, ManualClock, RecoveryInfo, Snapshot,
-    SystemClock, Table, DEFAULT_TABLE,
+    SystemClock, Table, DEFAULT_TABLE, MULTI_GET_PARALLELISM,
 };
 pub use options::{MergeKind, TableOptions};
 pub use settings::{MemorySplit, Settings, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use stats::Stats;
 pub use strata_chunkcache::MiddleStats;
 pub use strata_dfs::{
-    AppendOperator, CacheSnapshot, CompactionOptions, Compression, Error, MergeOperator,
-    ObjectStorage, Result, S3Settings, Storage, TreeStats, U64AddOperator,
+    AppendOperator, CacheSnapshot, CompactionFilter, CompactionOptions, Compression, Error,
+    FilterDecision, MergeOperator, ObjectStorage, Result, S3Settings, Storage, TreeStats,
+    U64AddOperator,
 };
 pub use wal::{WAL_FORMAT_VERSION, WAL_MAGIC};
 

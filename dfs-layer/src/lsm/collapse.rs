@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use crate::key::{SeqNo, ValueKind};
-use crate::merge::MergeOperator;
+use crate::merge::{CompactionFilter, FilterDecision, MergeOperator};
 
 /// One version of a key: (sequence number, kind, value).
 pub type KeyVersion = (SeqNo, ValueKind, Bytes);
@@ -24,6 +24,37 @@ pub struct CollapseContext<'a> {
     pub merge: Option<&'a dyn MergeOperator>,
     /// True if no older version of any key can exist below the output.
     pub bottommost: bool,
+    /// The table's compaction filter, if any (applied by [`collapse_filtered`]).
+    pub filter: Option<&'a dyn CompactionFilter>,
+}
+
+/// [`collapse`], then the compaction filter: removed versions become tombstones (dropped
+/// when trailing at the bottom), changed ones take their new value.
+pub fn collapse_filtered(
+    user_key: &[u8],
+    versions: &[KeyVersion],
+    cx: CollapseContext<'_>,
+) -> Vec<KeyVersion> {
+    let mut out = collapse(versions, cx);
+    let Some(f) = cx.filter else {
+        return out;
+    };
+    for v in out.iter_mut() {
+        if v.1 == ValueKind::Delete {
+            continue;
+        }
+        match f.filter(user_key, v.1, &v.2) {
+            FilterDecision::Keep => {}
+            FilterDecision::Remove => *v = (v.0, ValueKind::Delete, Bytes::new()),
+            FilterDecision::Change(nv) => v.2 = Bytes::from(nv),
+        }
+    }
+    if cx.bottommost {
+        while out.last().is_some_and(|v| v.1 == ValueKind::Delete) {
+            out.pop();
+        }
+    }
+    out
 }
 
 fn stripe(snapshots: &[SeqNo], seq: SeqNo) -> usize {
@@ -117,6 +148,7 @@ mod tests {
             snapshots,
             merge: Some(&APPEND),
             bottommost,
+            filter: None,
         }
     }
 

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::collapse::{collapse, CollapseContext, KeyVersion};
+use super::collapse::{collapse_filtered, CollapseContext, KeyVersion};
 use super::level_iter::{level_iter, OpenFn};
 use super::manifest::{ManifestRecovery, ManifestState, ManifestStore};
 use super::picker::{pick, CompactionOptions, CompactionPick};
@@ -28,7 +28,7 @@ use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::iter::{InternalIterator, MergingIterator};
 use crate::key::{self, SeqNo, ValueKind};
-use crate::merge::MergeOperator;
+use crate::merge::{CompactionFilter, MergeOperator};
 use crate::storage::Storage;
 use crate::table::{TableBuildOptions, TableBuilder, TableProperties, TableReader};
 
@@ -71,6 +71,10 @@ pub trait TreeHooks: Send + Sync {
     }
     /// Live snapshot sequence numbers, ascending.
     fn snapshots(&self) -> Vec<SeqNo>;
+    /// The compaction filter of a state table, if any.
+    fn compaction_filter(&self, _table_id: u32) -> Option<Arc<dyn CompactionFilter>> {
+        None
+    }
 }
 
 /// Counters of the tree.
@@ -615,10 +619,12 @@ impl Inner {
         it.seek_to_first();
         let snapshots = self.hooks.snapshots();
         let merge = self.hooks.merge_operator(p.table_id);
+        let filter = self.hooks.compaction_filter(p.table_id);
         let cx = CollapseContext {
             snapshots: &snapshots,
             merge: merge.as_deref(),
             bottommost: p.bottommost,
+            filter: filter.as_deref(),
         };
         let target = self.opts.compaction.target_file_bytes;
         let opts = self.build_options(p.table_id, p.output_level);
@@ -631,7 +637,7 @@ impl Inner {
                 let at_end = !it.valid();
                 let new_key = !at_end && key::user_key(it.key()) != cur_key.as_slice();
                 if (at_end || new_key) && !versions.is_empty() {
-                    for (seq, kind, v) in collapse(&versions, cx) {
+                    for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
                         let b = builder.get_or_insert_with(|| TableBuilder::new(opts, p.table_id));
                         b.add(&key::internal_key(&cur_key, seq, kind), &v);
                     }
