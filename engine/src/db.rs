@@ -693,7 +693,8 @@ impl Db {
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let workers = misses.len().min(MULTI_GET_PARALLELISM);
-        let found: Vec<Result<Vec<(usize, Option<Vec<u8>>)>>> = std::thread::scope(|s| {
+        type Found = Result<Vec<(usize, Option<Vec<u8>>)>>;
+        let found: Vec<Found> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     s.spawn(|| {
@@ -749,6 +750,16 @@ impl Db {
     /// the state as of the last completed flush.
     pub fn flush(&self) -> Result<()> {
         self.inner.flush()
+    }
+
+    /// Flushes, then compacts every level of `table` into the one below it down to the
+    /// bottom (RocksDB's `CompactRange`): compaction filters see all of the table's data,
+    /// and tombstones are dropped.
+    pub fn compact_table(&self, table: &Table) -> Result<()> {
+        self.inner.table_merge(table)?;
+        self.inner.flush()?;
+        self.inner.tree.wait_for_compactions()?;
+        self.inner.tree.compact_table_fully(table.id)
     }
 
     /// Flushes and waits until no compaction is runnable (tests, bulk loads).

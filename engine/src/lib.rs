@@ -33,15 +33,21 @@ pub struct ReadmeDoctests;
 
 mod batch;
 mod db;
+pub mod keyed;
 mod options;
 mod settings;
 mod stats;
+pub mod timers;
 mod wal;
 
 pub use batch::WriteBatch;
 pub use db::{
     prefix_successor, Clock, Db, DbBuilder, DbIterator, ManualClock, RecoveryInfo, Snapshot,
     SystemClock, Table, DEFAULT_TABLE, MULTI_GET_PARALLELISM,
+};
+pub use keyed::{
+    KeyGroupRange, KeyedBackend, State, StateDescriptor, StateKind, TtlConfig, TtlUpdate,
+    TtlVisibility,
 };
 pub use options::{MergeKind, TableOptions};
 pub use settings::{MemorySplit, Settings, MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -52,6 +58,7 @@ pub use strata_dfs::{
     FilterDecision, MergeOperator, ObjectStorage, Result, S3Settings, Storage, TreeStats,
     U64AddOperator,
 };
+pub use timers::{TimeDomain, Timer, TimerService};
 pub use wal::{WAL_FORMAT_VERSION, WAL_MAGIC};
 
 /// Lower-layer pieces for tests, fuzz targets and benches. Not a stable API.

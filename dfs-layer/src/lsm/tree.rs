@@ -357,6 +357,61 @@ impl LsmTree {
         }
     }
 
+    /// Compacts every level of `table_id` into the next, top to bottom, until all its data
+    /// is in one level (RocksDB's `CompactRange` over the whole table): the last step is
+    /// bottommost, so tombstones and filtered data are dropped there.
+    pub fn compact_table_fully(&self, table_id: u32) -> Result<()> {
+        let inner = &self.inner;
+        let deepest = {
+            let st = inner.state.lock();
+            let v = st.manifest.version.clone();
+            let Some(lv) = v.levels(table_id) else {
+                return Ok(());
+            };
+            (0..NUM_LEVELS)
+                .rev()
+                .find(|&l| !lv.files[l].is_empty())
+                .unwrap_or(0)
+        };
+        for level in 0..=deepest.min(NUM_LEVELS - 2) {
+            let p = {
+                let mut st = inner.state.lock();
+                while st.busy.contains(&table_id) {
+                    inner.check_poison()?;
+                    inner.cv.wait(&mut st);
+                }
+                let v = st.manifest.version.clone();
+                let Some(lv) = v.levels(table_id) else {
+                    return Ok(());
+                };
+                if lv.files[level].is_empty() {
+                    continue;
+                }
+                st.busy.insert(table_id);
+                CompactionPick {
+                    table_id,
+                    level,
+                    output_level: level + 1,
+                    inputs: lv.files[level].clone(),
+                    overlapping: lv.files[level + 1].clone(),
+                    bottommost: (level + 2..NUM_LEVELS).all(|l| lv.files[l].is_empty()),
+                    score: 0.0,
+                }
+            };
+            let r = inner.run_compaction(&p);
+            let mut st = inner.state.lock();
+            st.busy.remove(&table_id);
+            inner.cv.notify_all();
+            let (edit, read, written) = r?;
+            inner.commit_locked(&mut st, edit, |_| {})?;
+            let c = &inner.counters;
+            c.compactions.fetch_add(1, Ordering::Relaxed);
+            c.compaction_read.fetch_add(read, Ordering::Relaxed);
+            c.compaction_written.fetch_add(written, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Calls `f(kind, seq, value)` for the versions of `user_key` visible at `seq`, newest
     /// first, level by level, until `f` returns false. Returns true if `f` stopped it.
     pub fn get(
