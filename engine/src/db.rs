@@ -1188,10 +1188,13 @@ impl Inner {
         let Some(dir) = &self.wal_dir else {
             return Ok(());
         };
-        let numbers: Vec<u64> = list_wals(dir)?
-            .into_iter()
-            .filter(|&n| n >= log_number)
-            .collect();
+        let all = list_wals(dir)?;
+        // A crash between creating a WAL and committing the manifest that names it leaves
+        // a WAL numbered at or above the recovered next file number: never reuse it.
+        if let Some(&max) = all.iter().max() {
+            self.tree.reserve_file_numbers_through(max);
+        }
+        let numbers: Vec<u64> = all.into_iter().filter(|&n| n >= log_number).collect();
         for &n in &numbers {
             let c = read_wal(dir, n)?;
             info.wal_torn_bytes += c.torn_bytes;

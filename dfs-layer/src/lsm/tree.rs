@@ -269,6 +269,14 @@ impl LsmTree {
         self.inner.next_file.fetch_add(1, Ordering::SeqCst)
     }
 
+    /// Makes every later [`LsmTree::new_file_number`] larger than `n` (a number found in
+    /// use outside the manifest, such as a WAL written just before a crash).
+    pub fn reserve_file_numbers_through(&self, n: u64) {
+        self.inner
+            .next_file
+            .fetch_max(n.saturating_add(1), Ordering::SeqCst);
+    }
+
     /// Writes the entries of `iter` (from its current position to its end) as one table file
     /// of `table_id` destined for `level`. Returns `None` if there were no entries. A failed
     /// write poisons the tree: the caller's data is still in memory, but nothing may be
