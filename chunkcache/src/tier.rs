@@ -19,7 +19,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::{
-    collapse_filtered, CollapseContext, CompactionFilter, Error, FilterDecision, InternalIterator,
+    collapse_filtered, filter_version, CollapseContext, CompactionFilter, Error, InternalIterator,
     KeyVersion, LsmTree, ManifestState, MergeOperator, MergingIterator, Result, TreeHooks, VecIter,
     Version, VersionEdit,
 };
@@ -33,6 +33,14 @@ pub const TABLE_PREFIX_LEN: usize = 4;
 /// Builds the db key of `user_key` in `table_id`.
 pub fn db_key(table_id: u32, user_key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(TABLE_PREFIX_LEN + user_key.len());
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k.extend_from_slice(user_key);
+    k
+}
+
+/// [`db_key`] on the stack for keys up to 60 bytes (the read paths).
+fn stack_db_key(table_id: u32, user_key: &[u8]) -> smallvec::SmallVec<[u8; 64]> {
+    let mut k = smallvec::SmallVec::new();
     k.extend_from_slice(&table_id.to_be_bytes());
     k.extend_from_slice(user_key);
     k
@@ -249,9 +257,7 @@ impl MiddleTier {
         user_key: &[u8],
         merge: Option<&dyn MergeOperator>,
     ) -> Option<Option<Vec<u8>>> {
-        let mut dk: smallvec::SmallVec<[u8; 64]> = smallvec::SmallVec::new();
-        dk.extend_from_slice(&table_id.to_be_bytes());
-        dk.extend_from_slice(user_key);
+        let dk = stack_db_key(table_id, user_key);
         match self.s.hot.get(&dk, SeqNo::MAX, merge) {
             HotLookup::Value(v) => Some(Some(v)),
             HotLookup::Deleted => Some(None),
@@ -270,9 +276,7 @@ impl MiddleTier {
         promote: bool,
     ) -> Result<Option<Vec<u8>>> {
         let s = &self.s;
-        let mut dk: smallvec::SmallVec<[u8; 64]> = smallvec::SmallVec::new();
-        dk.extend_from_slice(&table_id.to_be_bytes());
-        dk.extend_from_slice(user_key);
+        let dk = stack_db_key(table_id, user_key);
         let mut floor = SeqNo::MAX;
         let (found, generation) = s.hot.get_with_generation(&dk, seq, merge);
         let mut pending: Option<(Vec<u8>, SeqNo)> = match found {
@@ -473,11 +477,12 @@ impl MiddleTier {
         let c = &s.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let chunks = s.chunks.read();
+        let (hot_hits, hot_misses) = s.hot.hits_misses();
         MiddleStats {
             hot_entries: s.hot.len() as u64,
             hot_bytes: s.hot.bytes() as u64,
-            hot_hits: s.hot.hits_misses().0,
-            hot_misses: s.hot.hits_misses().1,
+            hot_hits,
+            hot_misses,
             promotions: l(&s.hot.stats.promotions),
             in_place_updates: l(&s.hot.stats.in_place),
             chunks: chunks.len() as u64,
@@ -571,17 +576,10 @@ impl Shared {
                 .or_insert_with(|| self.hooks.compaction_filter(tid))
                 .clone();
             for v in versions {
-                // Expired (filtered) versions go down as tombstones: they still shadow
-                // older versions below.
-                let (kind, value) = match (&filter, v.kind) {
-                    (Some(f), ValueKind::Put | ValueKind::Merge) => {
-                        match f.filter(&k[TABLE_PREFIX_LEN..], v.kind, &v.value) {
-                            FilterDecision::Keep => (v.kind, Bytes::copy_from_slice(&v.value)),
-                            FilterDecision::Remove => (ValueKind::Delete, Bytes::new()),
-                            FilterDecision::Change(nv) => (v.kind, Bytes::from(nv)),
-                        }
-                    }
-                    _ => (v.kind, Bytes::copy_from_slice(&v.value)),
+                let value = Bytes::copy_from_slice(&v.value);
+                let (kind, value) = match &filter {
+                    Some(f) => filter_version(&**f, &k[TABLE_PREFIX_LEN..], v.kind, value),
+                    None => (v.kind, value),
                 };
                 entries.push((key::internal_key(k, v.seq, kind), value));
             }

@@ -23,7 +23,7 @@ pub use compress::Compression;
 pub use error::{Error, Result};
 pub use iter::{ConcatIter, InternalIterator, MergingIterator, Segments, VecIter};
 pub use key::{SeqNo, ValueKind, MAX_SEQ};
-pub use lsm::collapse::{collapse, collapse_filtered, CollapseContext, KeyVersion};
+pub use lsm::collapse::{collapse, collapse_filtered, filter_version, CollapseContext, KeyVersion};
 pub use lsm::manifest::{
     ManifestRecovery, ManifestState, TableDef, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC,
 };

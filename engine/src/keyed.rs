@@ -349,24 +349,34 @@ impl KeyedBackend {
         self.prefix_in_group(self.key_group_of(key), key, ns)
     }
 
-    fn prefix_in_group(&self, kg: u16, key: &[u8], ns: &[u8]) -> Result<Vec<u8>> {
+    fn check_group(&self, kg: u16) -> Result<()> {
         if !self.range.contains(kg) {
             return Err(Error::invalid(format!(
                 "key group {kg} is outside this backend's range {}..={}",
                 self.range.start, self.range.end
             )));
         }
+        Ok(())
+    }
+
+    /// Appends the key-group prefix (1 or 2 bytes) of `kg`.
+    fn push_group(&self, kg: u16, out: &mut Vec<u8>) {
+        if self.key_group_prefix_len() == 1 {
+            out.push(kg as u8);
+        } else {
+            out.extend_from_slice(&kg.to_be_bytes());
+        }
+    }
+
+    fn prefix_in_group(&self, kg: u16, key: &[u8], ns: &[u8]) -> Result<Vec<u8>> {
+        self.check_group(kg)?;
         if key.len() > u16::MAX as usize || ns.len() > u16::MAX as usize {
             return Err(Error::invalid(
                 "keys and namespaces are at most 65535 bytes",
             ));
         }
         let mut out = Vec::with_capacity(2 + 4 + key.len() + ns.len());
-        if self.key_group_prefix_len() == 1 {
-            out.push(kg as u8);
-        } else {
-            out.extend_from_slice(&kg.to_be_bytes());
-        }
+        self.push_group(kg, &mut out);
         out.extend_from_slice(&(key.len() as u16).to_be_bytes());
         out.extend_from_slice(key);
         out.extend_from_slice(&(ns.len() as u16).to_be_bytes());
@@ -406,13 +416,7 @@ impl KeyedBackend {
                 ))
             }
         };
-        if !self.range.contains(kg) {
-            return Err(Error::invalid(format!(
-                "key group {kg} is outside this backend's range {}..={}",
-                self.range.start, self.range.end
-            )));
-        }
-        Ok(())
+        self.check_group(kg)
     }
 
     // ---- TTL framing ----
@@ -784,13 +788,10 @@ impl KeyedBackend {
                 "key-group range outside the backend's range",
             ));
         }
-        let g = self.key_group_prefix_len();
-        let enc = |kg: u16| -> Vec<u8> {
-            if g == 1 {
-                vec![kg as u8]
-            } else {
-                kg.to_be_bytes().to_vec()
-            }
+        let enc = |kg: u16| {
+            let mut v = Vec::with_capacity(2);
+            self.push_group(kg, &mut v);
+            v
         };
         let start = enc(groups.start);
         let end = prefix_successor(&enc(groups.end));

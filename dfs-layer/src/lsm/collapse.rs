@@ -28,6 +28,25 @@ pub struct CollapseContext<'a> {
     pub filter: Option<&'a dyn CompactionFilter>,
 }
 
+/// Applies `filter` to one version: a removed value becomes a tombstone (it must still
+/// shadow older versions below), a changed one takes its new value; tombstones pass as
+/// they are.
+pub fn filter_version(
+    filter: &dyn CompactionFilter,
+    user_key: &[u8],
+    kind: ValueKind,
+    value: Bytes,
+) -> (ValueKind, Bytes) {
+    if kind == ValueKind::Delete {
+        return (kind, value);
+    }
+    match filter.filter(user_key, kind, &value) {
+        FilterDecision::Keep => (kind, value),
+        FilterDecision::Remove => (ValueKind::Delete, Bytes::new()),
+        FilterDecision::Change(nv) => (kind, Bytes::from(nv)),
+    }
+}
+
 /// [`collapse`], then the compaction filter: removed versions become tombstones (dropped
 /// when trailing at the bottom), changed ones take their new value.
 pub fn collapse_filtered(
@@ -40,14 +59,9 @@ pub fn collapse_filtered(
         return out;
     };
     for v in out.iter_mut() {
-        if v.1 == ValueKind::Delete {
-            continue;
-        }
-        match f.filter(user_key, v.1, &v.2) {
-            FilterDecision::Keep => {}
-            FilterDecision::Remove => *v = (v.0, ValueKind::Delete, Bytes::new()),
-            FilterDecision::Change(nv) => v.2 = Bytes::from(nv),
-        }
+        let (kind, value) = filter_version(f, user_key, v.1, std::mem::take(&mut v.2));
+        v.1 = kind;
+        v.2 = value;
     }
     if cx.bottommost {
         while out.last().is_some_and(|v| v.1 == ValueKind::Delete) {
