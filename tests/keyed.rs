@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use strata::keyed::{key_group_for_hash, murmur_hash};
 use strata::{
-    Db, KeyGroupRange, KeyedBackend, ManualClock, ObjectStorage, Settings, StateDescriptor,
+    Db, KeyGroupRange, KeyedBackend, ManualClock, ObjectStorage, Settings, State, StateDescriptor,
     StateKind, Storage, TimeDomain, Timer, TimerService, TtlConfig, TtlUpdate, TtlVisibility,
 };
 use strata_dfs::testing::FaultyStorage;
@@ -398,11 +398,12 @@ fn timers_fire_in_order_deduplicated_and_deleted_beyond_memory() {
     assert_eq!(again, 1);
 }
 
-#[test]
-fn batched_gets_read_below_memory_in_parallel() {
+/// A value state with `n` keys (values `[fill; 64]`) compacted into table files of an
+/// in-memory store that counts (and can delay) reads, under a `budget`-byte memory budget.
+fn stored_values(budget: u64, n: u64, fill: u8) -> (Arc<FaultyStorage>, Db, KeyedBackend, State) {
     let mem: Arc<dyn Storage> = Arc::new(ObjectStorage::memory().unwrap());
     let slow = Arc::new(FaultyStorage::new(mem));
-    let db = Db::builder(Settings::small_for_tests(1 << 20))
+    let db = Db::builder(Settings::small_for_tests(budget))
         .storage(slow.clone())
         .open()
         .unwrap();
@@ -410,12 +411,18 @@ fn batched_gets_read_below_memory_in_parallel() {
     let v = b
         .register(StateDescriptor::new("v", StateKind::Value))
         .unwrap();
-    let n = 20_000u64;
     for i in 0..n {
-        b.value_update(&v, &i.to_be_bytes(), b"", &[9u8; 64])
+        b.value_update(&v, &i.to_be_bytes(), b"", &[fill; 64])
             .unwrap();
     }
     db.compact().unwrap();
+    (slow, db, b, v)
+}
+
+#[test]
+fn batched_gets_read_below_memory_in_parallel() {
+    let n = 20_000u64;
+    let (slow, _db, b, v) = stored_values(1 << 20, n, 9);
     slow.set_read_latency(std::time::Duration::from_millis(2));
     let keys: Vec<[u8; 8]> = (0..64u64).map(|i| (i * 311 % n).to_be_bytes()).collect();
     let batch: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &b""[..])).collect();
@@ -440,5 +447,25 @@ fn batched_gets_read_below_memory_in_parallel() {
         "64 gets with 2 ms store latency: batched {batched:?} ({batched_reads} reads, max {} in flight), one by one {sequential:?} ({} reads)",
         slow.max_in_flight(),
         slow.reads() - reads1
+    );
+}
+
+/// A batch whose blocks are cached is answered from memory, with no storage read.
+#[test]
+fn batched_gets_that_memory_answers_read_no_storage() {
+    let n = 100_000u64;
+    let (slow, _db, b, v) = stored_values(4 << 20, n, 7);
+    let keys: Vec<[u8; 8]> = (0..64u64).map(|i| (i * 1543 % n).to_be_bytes()).collect();
+    let batch: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &b""[..])).collect();
+    let reads0 = slow.reads();
+    let cold = b.value_multi_get(&v, &batch).unwrap();
+    assert!(cold.iter().all(|g| g.as_deref() == Some(&[7u8; 64][..])));
+    assert!(slow.reads() > reads0, "the first batch reads table files");
+    let reads1 = slow.reads();
+    assert_eq!(b.value_multi_get(&v, &batch).unwrap(), cold);
+    assert_eq!(
+        slow.reads() - reads1,
+        0,
+        "the repeated batch is answered from memory"
     );
 }

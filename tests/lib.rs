@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use strata::{Db, ObjectStorage, Settings, Storage};
+use strata::{Db, DbBuilder, ObjectStorage, Settings, Storage};
 
 /// Which storage backend a test database uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +56,16 @@ impl TestHome {
     }
 
     /// Opens the database with `settings`; the WAL (if on) lives in the temporary directory.
-    pub fn open(&self, mut settings: Settings) -> strata::Result<Db> {
+    pub fn open(&self, settings: Settings) -> strata::Result<Db> {
+        self.builder(settings).open()
+    }
+
+    /// A builder for the database with `settings`, for callers that add components.
+    pub fn builder(&self, mut settings: Settings) -> DbBuilder {
         settings.wal_dir = Some(self.dir.path().join("wal"));
         match &self.memory {
-            Some(m) => Db::builder(settings).storage(m.clone()).open(),
-            None => Db::open(self.dir.path(), settings),
+            Some(m) => Db::builder(settings).storage(m.clone()),
+            None => Db::builder(settings).path(self.dir.path()),
         }
     }
 }

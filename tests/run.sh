@@ -37,6 +37,15 @@ if [ "$status" = 0 ]; then
     grep -c '^| ' "$s3dir/bench.md" | xargs echo "bench rows:"
     echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (benchmark smoke run)" >> "$log"
   fi
+  # Smoke-run the README's demo command on a small stream (tests/demo.rs checks its figures).
+  echo "== demo job smoke run =="
+  if ! cargo run -q -p strata-demo -- --events 20000 --pages 10 --print-every 360 > "$s3dir/demo.txt"; then
+    echo "test.sh: the demo job smoke run failed" >&2
+    status=1
+  else
+    grep -E '^day |events \(' "$s3dir/demo.txt" | tail -3
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (demo smoke run)" >> "$log"
+  fi
 fi
 # One closing line over every test binary (cargo prints one "test result" per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }

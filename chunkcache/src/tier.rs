@@ -20,8 +20,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::{
     collapse_filtered, filter_version, CollapseContext, CompactionFilter, Error, InternalIterator,
-    KeyVersion, LsmTree, ManifestState, MergeOperator, MergingIterator, Result, TreeHooks, VecIter,
-    Version, VersionEdit,
+    KeyVersion, LsmTree, ManifestState, MergeOperator, MergingIterator, ReadTier, Result,
+    TreeHooks, VecIter, Version, VersionEdit,
 };
 
 use crate::chunk::Chunk;
@@ -249,24 +249,9 @@ impl MiddleTier {
         Ok(())
     }
 
-    /// The newest value of `user_key` if the hot tier alone answers it (`Some(None)`: deleted),
-    /// `None` if lower tiers must be read.
-    pub fn get_hot(
-        &self,
-        table_id: u32,
-        user_key: &[u8],
-        merge: Option<&dyn MergeOperator>,
-    ) -> Option<Option<Vec<u8>>> {
-        let dk = stack_db_key(table_id, user_key);
-        match self.s.hot.get(&dk, SeqNo::MAX, merge) {
-            HotLookup::Value(v) => Some(Some(v)),
-            HotLookup::Deleted => Some(None),
-            _ => None,
-        }
-    }
-
     /// Reads `user_key` of `table_id` as of `seq` through every tier. When `promote` is set
-    /// (latest reads), a value found below the hot tier is installed in it.
+    /// (latest reads), a value found below the hot tier is installed in it. Under
+    /// [`ReadTier::Memory`] a read that needs storage I/O is [`Error::Incomplete`].
     pub fn get(
         &self,
         table_id: u32,
@@ -274,6 +259,7 @@ impl MiddleTier {
         seq: SeqNo,
         merge: Option<&dyn MergeOperator>,
         promote: bool,
+        tier: ReadTier,
     ) -> Result<Option<Vec<u8>>> {
         let s = &self.s;
         let dk = stack_db_key(table_id, user_key);
@@ -342,15 +328,14 @@ impl MiddleTier {
                 break;
             }
         }
-        let c = if done {
-            &s.counters.chunk_hits
+        if done {
+            s.counters.chunk_hits.fetch_add(1, Ordering::Relaxed);
         } else {
-            &s.counters.chunk_misses
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-        if !done {
             let version = s.tree.current();
-            s.tree.get(&version, table_id, user_key, seq, &mut visit)?;
+            s.tree
+                .get(&version, table_id, user_key, seq, tier, &mut visit)?;
+            // Counted once the read is complete (a memory-only attempt is repeated).
+            s.counters.chunk_misses.fetch_add(1, Ordering::Relaxed);
         }
         let (kind, vseq, value) = match (result, pending) {
             (Some(r), _) => r,

@@ -10,6 +10,8 @@
 //! - [`Error::Poisoned`]: an earlier background or storage write failed; the database refuses
 //!   further writes. Close and reopen it; reopening recovers the last durable state.
 //! - [`Error::Closed`]: the database was closed.
+//! - [`Error::Incomplete`]: a memory-only read ([`crate::ReadTier::Memory`]) needed storage
+//!   I/O. Nothing failed; repeat the read with I/O allowed.
 
 use std::fmt;
 
@@ -48,6 +50,9 @@ pub enum Error {
     /// The database has been closed.
     #[error("database is closed")]
     Closed,
+    /// A memory-only read needed storage I/O (RocksDB's `Status::Incomplete`).
+    #[error("incomplete: {0} is not in memory")]
+    Incomplete(String),
 }
 
 impl Error {
@@ -70,6 +75,11 @@ impl Error {
     /// Builds an [`Error::InvalidArgument`].
     pub fn invalid(msg: impl fmt::Display) -> Self {
         Error::InvalidArgument(msg.to_string())
+    }
+
+    /// True for [`Error::Incomplete`].
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, Error::Incomplete(_))
     }
 
     /// True for [`Error::Corruption`].

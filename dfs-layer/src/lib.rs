@@ -33,7 +33,7 @@ pub use lsm::version::{table_path, FileMeta, Levels, Version, VersionEdit, NUM_L
 pub use merge::{AppendOperator, CompactionFilter, FilterDecision, MergeOperator, U64AddOperator};
 pub use storage::{read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage};
 pub use table::{
-    TableBuildOptions, TableBuilder, TableIter, TableProperties, TableReader, FOOTER_LEN,
+    ReadTier, TableBuildOptions, TableBuilder, TableIter, TableProperties, TableReader, FOOTER_LEN,
     TABLE_FORMAT_VERSION, TABLE_MAGIC,
 };
 

@@ -18,8 +18,8 @@ use strata_chunkcache::{db_key, HotWrite, MiddleSettings, MiddleTier};
 use strata_dfs::key::{self, SeqNo, MAX_SEQ};
 use strata_dfs::{
     BlockCache, CompactionFilter, Compression, Error, InternalIterator, LsmTree, MergeOperator,
-    MergingIterator, ObjectStorage, Result, Storage, TableDef, TreeHooks, TreeOptions, ValueKind,
-    Version, VersionEdit,
+    MergingIterator, ObjectStorage, ReadTier, Result, Storage, TableDef, TreeHooks, TreeOptions,
+    ValueKind, Version, VersionEdit,
 };
 
 use crate::batch::{Op, WriteBatch};
@@ -82,6 +82,11 @@ impl ManualClock {
     /// Moves the clock forward.
     pub fn advance(&self, millis: u64) {
         self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+    /// Moves the clock forward to `millis` (never back: an earlier reading is ignored),
+    /// for jobs whose clock follows event time.
+    pub fn advance_to(&self, millis: u64) {
+        self.0.fetch_max(millis, Ordering::SeqCst);
     }
 }
 
@@ -661,10 +666,11 @@ impl Db {
         self.inner.get(table, key, MAX_SEQ, true)
     }
 
-    /// Reads several keys of one table; results are in the order of `keys`. Keys the hot
-    /// tier answers are read in place; the others go to chunks and table files on up to
-    /// [`MULTI_GET_PARALLELISM`] threads at once, so on a remote store a batch costs about
-    /// one round trip per wave of reads instead of one per key.
+    /// Reads several keys of one table; results are in the order of `keys`. Keys that
+    /// memory answers (hot tier, chunks, cached blocks of open files) are read in place;
+    /// the others go to storage on up to [`MULTI_GET_PARALLELISM`] threads at once, so on a
+    /// remote store a batch costs about one round trip per wave of reads instead of one per
+    /// key.
     pub fn multi_get(&self, table: &Table, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
         self.inner.check_open()?;
         if let Some(k) = keys
@@ -680,9 +686,14 @@ impl Db {
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         let mut misses: Vec<usize> = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            match self.inner.middle.get_hot(table.id, k, merge) {
-                Some(v) => out[i] = v,
-                None => misses.push(i),
+            let mem = self
+                .inner
+                .middle
+                .get(table.id, k, MAX_SEQ, merge, true, ReadTier::Memory);
+            match mem {
+                Ok(v) => out[i] = v,
+                Err(e) if e.is_incomplete() => misses.push(i),
+                Err(e) => return Err(e),
             }
         }
         if misses.len() <= 1 {
@@ -1024,7 +1035,9 @@ impl Inner {
             // Every write applies under the apply lock, so nothing can change the key
             // between this read and the write.
             let mut st = self.apply.lock();
-            let current = self.middle.get(table.id, key, MAX_SEQ, merge, true)?;
+            let current = self
+                .middle
+                .get(table.id, key, MAX_SEQ, merge, true, ReadTier::All)?;
             let mut batch = WriteBatch::new();
             match f(current.as_deref()) {
                 Some(v) => batch.put(table, key, &v),
@@ -1073,11 +1086,17 @@ impl Inner {
     /// Newest sequence number of `key` in table files, if any.
     fn newest_in_tables(&self, version: &Version, table: u32, key: &[u8]) -> Result<Option<SeqNo>> {
         let mut newest = None;
-        self.tree
-            .get(version, table, key, MAX_SEQ, &mut |_, seq, _| {
+        self.tree.get(
+            version,
+            table,
+            key,
+            MAX_SEQ,
+            ReadTier::All,
+            &mut |_, seq, _| {
                 newest = Some(seq);
                 false
-            })?;
+            },
+        )?;
         Ok(newest)
     }
 
@@ -1114,7 +1133,8 @@ impl Inner {
             return Err(Error::invalid("key exceeds max_key_bytes"));
         }
         let merge = self.table_merge(table)?.map(|m| &**m);
-        self.middle.get(table.id, key, seq, merge, promote)
+        self.middle
+            .get(table.id, key, seq, merge, promote, ReadTier::All)
     }
 
     fn iter(

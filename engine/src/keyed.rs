@@ -188,6 +188,12 @@ pub struct StateDescriptor {
     pub kind: StateKind,
     /// Time to live, if any.
     pub ttl: Option<TtlConfig>,
+    /// Serialized (key, namespace) lengths when every key and every namespace has the same
+    /// length (like Flink's fixed-length prefix extractor for RocksDB map state). Map
+    /// entries of one (key, namespace) are then kept together in the hot tier, so map
+    /// iteration and clear read one shard instead of all. Other lengths still work, only
+    /// slower to scan.
+    pub fixed_lengths: Option<(u16, u16)>,
 }
 
 impl StateDescriptor {
@@ -197,7 +203,13 @@ impl StateDescriptor {
             name: name.to_string(),
             kind,
             ttl: None,
+            fixed_lengths: None,
         }
+    }
+    /// With fixed serialized key and namespace lengths (see [`StateDescriptor::fixed_lengths`]).
+    pub fn with_fixed_lengths(mut self, key_len: u16, namespace_len: u16) -> Self {
+        self.fixed_lengths = Some((key_len, namespace_len));
+        self
     }
     /// With a TTL.
     pub fn with_ttl(mut self, ttl: TtlConfig) -> Self {
@@ -321,9 +333,16 @@ impl KeyedBackend {
             StateKind::List => MergeKind::Append,
             _ => MergeKind::None,
         };
+        let prefix_len = desc.fixed_lengths.map_or(Ok(0), |(k, ns)| {
+            u16::try_from(self.key_group_prefix_len() + 4 + usize::from(k) + usize::from(ns))
+                .map_err(|_| Error::invalid("fixed key and namespace lengths are too long"))
+        })?;
         let table = self.db.create_table(
             &format!("state/{}", desc.name),
-            TableOptions::with_merge(merge),
+            TableOptions {
+                prefix_len,
+                ..TableOptions::with_merge(merge)
+            },
         )?;
         if let Some(ttl) = desc.ttl {
             self.db.set_compaction_filter(

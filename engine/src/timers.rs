@@ -52,7 +52,13 @@ impl TimerService {
     /// The timer queue `name` of `backend` (table `timers/<name>`).
     pub fn new(backend: &KeyedBackend, name: &str) -> Result<Self> {
         let db = backend.db().clone();
-        let table = db.create_table(&format!("timers/{name}"), TableOptions::default())?;
+        // Routed by the domain byte: a domain's timers share one hot-tier shard, so the
+        // timestamp-range scans of poll and next_timestamp read one shard, not all.
+        let options = TableOptions {
+            prefix_len: 1,
+            ..TableOptions::default()
+        };
+        let table = db.create_table(&format!("timers/{name}"), options)?;
         Ok(TimerService {
             db,
             table,

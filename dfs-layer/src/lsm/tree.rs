@@ -30,7 +30,7 @@ use crate::iter::{InternalIterator, MergingIterator};
 use crate::key::{self, SeqNo, ValueKind};
 use crate::merge::{CompactionFilter, MergeOperator};
 use crate::storage::Storage;
-use crate::table::{TableBuildOptions, TableBuilder, TableProperties, TableReader};
+use crate::table::{ReadTier, TableBuildOptions, TableBuilder, TableProperties, TableReader};
 
 /// Tree settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,12 +422,15 @@ impl LsmTree {
 
     /// Calls `f(kind, seq, value)` for the versions of `user_key` visible at `seq`, newest
     /// first, level by level, until `f` returns false. Returns true if `f` stopped it.
+    /// Under [`ReadTier::Memory`] a file that is not open or a block that is not cached is
+    /// [`Error::Incomplete`] (after `f` may have seen some versions).
     pub fn get(
         &self,
         version: &Version,
         table_id: u32,
         user_key: &[u8],
         seq: SeqNo,
+        tier: ReadTier,
         f: &mut dyn FnMut(ValueKind, SeqNo, &[u8]) -> bool,
     ) -> Result<bool> {
         let Some(lv) = version.levels(table_id) else {
@@ -435,9 +438,14 @@ impl LsmTree {
         };
         // Returns true if `f` asked to stop inside this file.
         let mut visit = |file: &FileMeta| -> Result<bool> {
-            let r = self.inner.reader(file)?;
+            let r = match tier {
+                ReadTier::All => self.inner.reader(file)?,
+                ReadTier::Memory => self.inner.open_reader(file).ok_or_else(|| {
+                    Error::Incomplete(format!("table file {} is not open", file.number))
+                })?,
+            };
             let mut stopped = false;
-            r.get_versions(user_key, seq, &mut |k, s, v| {
+            r.get_versions_in(user_key, seq, tier, &mut |k, s, v| {
                 let go = f(k, s, v);
                 stopped = !go;
                 go
@@ -597,9 +605,14 @@ impl Inner {
         Ok(file_meta(number, size, props))
     }
 
+    /// The reader of `f` if it is open already.
+    fn open_reader(&self, f: &FileMeta) -> Option<Arc<TableReader>> {
+        self.readers.lock().get(&f.number).cloned()
+    }
+
     fn reader(&self, f: &FileMeta) -> Result<Arc<TableReader>> {
-        if let Some(r) = self.readers.lock().get(&f.number) {
-            return Ok(r.clone());
+        if let Some(r) = self.open_reader(f) {
+            return Ok(r);
         }
         let r = TableReader::open(
             self.storage.clone(),

@@ -22,4 +22,4 @@ mod reader;
 
 pub use builder::{TableBuildOptions, TableBuilder};
 pub use format::{Footer, TableProperties, FOOTER_LEN, TABLE_FORMAT_VERSION, TABLE_MAGIC};
-pub use reader::{TableIter, TableReader};
+pub use reader::{ReadTier, TableIter, TableReader};

@@ -133,17 +133,25 @@ impl TableReader {
     }
 
     /// Reads and decodes one data block. `ra` holds the iterator's read-ahead window.
+    /// Under [`ReadTier::Memory`], a block not in the memory cache is
+    /// [`Error::Incomplete`].
     fn read_block(
         &self,
         handle: (u64, u64),
         fill_cache: bool,
         ra: Option<&mut Option<(u64, Bytes)>>,
+        tier: ReadTier,
     ) -> Result<Block> {
         let ck = (self.file_number, handle.0);
         if let Some(c) = &self.cache {
             if let Some(b) = c.get(&ck) {
                 return Ok(b);
             }
+        }
+        if tier == ReadTier::Memory {
+            return Err(Error::Incomplete(format!("a block of {}", self.path)));
+        }
+        if let Some(c) = &self.cache {
             if let Some(stored) = c.disk_get(&ck) {
                 match self.decode_stored(&stored) {
                     Ok(b) => {
@@ -211,6 +219,7 @@ impl TableReader {
             err: None,
             sequential,
             window: None,
+            tier: ReadTier::All,
         }
     }
 
@@ -222,10 +231,24 @@ impl TableReader {
         seq: SeqNo,
         f: &mut dyn FnMut(ValueKind, SeqNo, &[u8]) -> bool,
     ) -> Result<()> {
+        self.get_versions_in(user_key, seq, ReadTier::All, f)
+    }
+
+    /// [`TableReader::get_versions`] reading only from `tier`. Under
+    /// [`ReadTier::Memory`] it may call `f` for some versions and then fail with
+    /// [`Error::Incomplete`]; the caller discards what it gathered and reads again.
+    pub fn get_versions_in(
+        self: &Arc<Self>,
+        user_key: &[u8],
+        seq: SeqNo,
+        tier: ReadTier,
+        f: &mut dyn FnMut(ValueKind, SeqNo, &[u8]) -> bool,
+    ) -> Result<()> {
         if !self.may_contain(user_key) {
             return Ok(());
         }
         let mut it = self.iter(false);
+        it.tier = tier;
         it.seek(&key::seek_key(user_key, seq));
         while it.valid() {
             let p = key::parse(it.key())
@@ -247,6 +270,17 @@ pub struct TableIter {
     err: Option<Error>,
     sequential: bool,
     window: Option<(u64, Bytes)>,
+    tier: ReadTier,
+}
+
+/// Where a point read may look (RocksDB's `ReadTier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTier {
+    /// Memory, then the disk cache tier, then storage.
+    All,
+    /// Memory only: blocks in the memory block cache and files already open. A read that
+    /// needs more fails with [`Error::Incomplete`].
+    Memory,
 }
 
 impl TableIter {
@@ -264,7 +298,7 @@ impl TableIter {
             } else {
                 None
             };
-            self.table.read_block(h, !self.sequential, ra)
+            self.table.read_block(h, !self.sequential, ra, self.tier)
         });
         match r {
             Ok(b) => {
@@ -382,6 +416,38 @@ mod tests {
         s.put("t/1.sst", bytes).unwrap();
         let cache = Arc::new(BlockCache::new(1 << 20));
         TableReader::open(s, Some(cache), "t/1.sst", 1, size)
+    }
+
+    #[test]
+    fn memory_only_reads_need_a_cached_block() {
+        let t = open(build(2000, Compression::Lz4)).unwrap();
+        let get = |tier| {
+            let mut got = None;
+            t.get_versions_in(b"user000777", u64::MAX >> 8, tier, &mut |_, _, v| {
+                got = Some(v.to_vec());
+                false
+            })
+            .map(|()| got)
+        };
+        let err = get(ReadTier::Memory).unwrap_err();
+        assert!(err.is_incomplete(), "{err}");
+        let want = Some(b"value-777".repeat(3));
+        assert_eq!(get(ReadTier::All).unwrap(), want);
+        // The read above cached the block: memory alone answers now.
+        assert_eq!(get(ReadTier::Memory).unwrap(), want);
+        // A key the bloom filter rules out needs no block at all.
+        let mut called = false;
+        t.get_versions_in(
+            b"absent",
+            u64::MAX >> 8,
+            ReadTier::Memory,
+            &mut |_, _, _| {
+                called = true;
+                true
+            },
+        )
+        .unwrap();
+        assert!(!called);
     }
 
     #[test]

@@ -1,0 +1,245 @@
+//! The demo job on the embedded default store (a local directory).
+//!
+//! ```text
+//! cargo run --release -p strata-demo -- --help
+//! ```
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use strata::{Db, Settings};
+use strata_demo::{Job, JobConfig, Row, StreamConfig, DAY_MS, MINUTE_MS};
+
+/// PV/UV (day-long cumulate window, emitted every minute) and DAU with new and returning
+/// devices, over a synthetic page-view stream, on Strata keyed state.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Database directory (default: a fresh temporary directory, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Events to generate.
+    #[arg(long, default_value_t = 500_000)]
+    events: u64,
+    /// Days of event time (day 0 is history, so later days have returning devices).
+    #[arg(long, default_value_t = 2)]
+    days: u32,
+    /// Distinct pages.
+    #[arg(long, default_value_t = 100)]
+    pages: u32,
+    /// Distinct devices.
+    #[arg(long, default_value_t = 100_000)]
+    devices: u64,
+    /// Distinct channels (the DAU dimension).
+    #[arg(long, default_value_t = 8)]
+    channels: u32,
+    /// Zipf exponent of pages, devices and channels (0 = uniform).
+    #[arg(long, default_value_t = 1.0)]
+    skew: f64,
+    /// Out-of-order bound in seconds (also the watermark delay).
+    #[arg(long, default_value_t = 120)]
+    delay_secs: u64,
+    /// Share of events delayed beyond the bound (dropped as late).
+    #[arg(long, default_value_t = 0.001)]
+    late_fraction: f64,
+    /// Days a device's first/last-seen record lives without activity.
+    #[arg(long, default_value_t = 30)]
+    ttl_days: u64,
+    /// Memory budget in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mib: u64,
+    /// Print a summary line every this many minutes of event time (1 = every minute).
+    #[arg(long, default_value_t = 60)]
+    print_every: u64,
+    /// Also write every result row to this CSV file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// Totals of one minute's rows, for the summary line.
+#[derive(Default)]
+struct Minute {
+    end: u64,
+    pv: u64,
+    pages: u64,
+    top: Option<(u64, u32, u64)>,
+    dau: u64,
+    new: u64,
+    returning: u64,
+}
+
+impl Minute {
+    fn print(&self, start_ms: u64) {
+        let since = self.end - start_ms;
+        let (day, min) = (
+            since.div_ceil(DAY_MS) - 1,
+            (since - 1) % DAY_MS / MINUTE_MS + 1,
+        );
+        let top = self.top.map_or(String::from("-"), |(pv, page, uv)| {
+            format!("page {page:>3}: pv {pv:>7} uv {uv:>6}")
+        });
+        println!(
+            "day {day} {:02}:{:02} | {:>3} pages, pv {:>8} | top {top} | dau {:>7} = new {:>7} + returning {:>7}",
+            min / 60,
+            min % 60,
+            self.pages,
+            self.pv,
+            self.dau,
+            self.new,
+            self.returning
+        );
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = Args::parse();
+    let stream_cfg = StreamConfig {
+        events: a.events,
+        days: a.days,
+        pages: a.pages,
+        devices: a.devices,
+        channels: a.channels,
+        skew: a.skew,
+        out_of_order_ms: a.delay_secs * 1000,
+        late_fraction: a.late_fraction,
+        seed: a.seed,
+        ..StreamConfig::default()
+    };
+    if a.print_every == 0 {
+        return Err("--print-every must be at least 1".into());
+    }
+    let job_cfg = JobConfig {
+        watermark_delay_ms: stream_cfg.out_of_order_ms,
+        seen_ttl_ms: a
+            .ttl_days
+            .checked_mul(DAY_MS)
+            .ok_or("--ttl-days is too large")?,
+        ..JobConfig::default()
+    };
+    let stream = stream_cfg.generate()?;
+    let (dir, temporary) = match &a.dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("strata-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let settings = Settings {
+        memory_budget_bytes: a.memory_mib << 20,
+        ..Settings::default()
+    };
+    println!(
+        "strata demo: {} events over {} days ({} pages, {} devices, {} channels, skew {}, \
+         out of order up to {}s, {:.2}% late) in {}",
+        a.events,
+        a.days,
+        a.pages,
+        a.devices,
+        a.channels,
+        a.skew,
+        a.delay_secs,
+        a.late_fraction * 100.0,
+        dir.display()
+    );
+    let mut job = Job::open(Db::builder(settings).path(&dir), job_cfg)?;
+    let mut csv = match &a.csv {
+        Some(p) => {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
+            writeln!(
+                f,
+                "query,dimension,window_start,window_end,pv,uv,dau,new,returning"
+            )?;
+            Some(f)
+        }
+        None => None,
+    };
+    let mut minute = Minute::default();
+    let mut io_err = None;
+    let start_ms = stream_cfg.start_ms;
+    let print_every = a.print_every;
+    let mut out = |row: Row| {
+        let end = match row {
+            Row::Pv(r) => r.window_end,
+            Row::Dau(r) => r.window_end,
+        };
+        if end != minute.end {
+            if minute.end != 0 && ((minute.end - start_ms) / MINUTE_MS).is_multiple_of(print_every)
+            {
+                minute.print(start_ms);
+            }
+            minute = Minute {
+                end,
+                ..Minute::default()
+            };
+        }
+        let line = match row {
+            Row::Pv(r) => {
+                minute.pv += r.pv;
+                minute.pages += 1;
+                if minute.top.is_none_or(|(pv, _, _)| r.pv > pv) {
+                    minute.top = Some((r.pv, r.page, r.uv));
+                }
+                format!(
+                    "pv_uv,{},{},{},{},{},,,",
+                    r.page, r.window_start, r.window_end, r.pv, r.uv
+                )
+            }
+            Row::Dau(r) => {
+                minute.dau += r.dau;
+                minute.new += r.new;
+                minute.returning += r.returning;
+                format!(
+                    "dau,{},{},{},,,{},{},{}",
+                    r.channel, r.window_start, r.window_end, r.dau, r.new, r.returning
+                )
+            }
+        };
+        if let Some(f) = csv.as_mut() {
+            if let Err(e) = writeln!(f, "{line}") {
+                io_err.get_or_insert(e);
+            }
+        }
+    };
+    let t0 = Instant::now();
+    for ev in stream {
+        job.process(&ev, &mut out)?;
+    }
+    let stats = job.finish(&mut out)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if minute.end != 0 {
+        minute.print(start_ms);
+    }
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    if let Some(mut f) = csv {
+        f.flush()?;
+    }
+    println!(
+        "\n{} events ({} late, dropped) in {secs:.2}s: {:.0} events/s; {} PV/UV rows, {} DAU rows, \
+         {} timers fired, {} checkpoints",
+        stats.events,
+        stats.late_dropped,
+        stats.events as f64 / secs,
+        stats.pv_rows,
+        stats.dau_rows,
+        stats.timers_fired,
+        stats.checkpoints
+    );
+    if let Some(p) = &a.csv {
+        println!("every row: {}", p.display());
+    }
+    println!("\n{}", job.db().stats());
+    let db = job.db().clone();
+    drop(job);
+    db.close()?;
+    if temporary {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
