@@ -134,3 +134,52 @@ fn wal_survives_sigkill() {
         db.close().unwrap();
     }
 }
+
+/// Regression (CI, 2026-11): a crash between creating a new WAL and committing the manifest
+/// that names it leaves a WAL numbered at or above the recovered next file number. Reopening
+/// must not hand that number to its own new WAL ("File exists"), and must lose nothing.
+#[test]
+fn stray_wals_from_a_crash_before_the_manifest_commit_are_not_reused() {
+    let home = strata_tests::TestHome::new(strata_tests::StoreKind::Local);
+    let mut s = Settings::small_for_tests(1 << 20);
+    s.wal_enabled = true;
+    let db = home.open(s.clone()).unwrap();
+    let t = db.default_table();
+    db.put(&t, b"before", b"1").unwrap();
+    db.flush().unwrap();
+    db.put(&t, b"logged", b"2").unwrap();
+    db.close().unwrap();
+    let wal_dir = home.dir.path().join("wal");
+    let newest = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .expect("a WAL file");
+    // What the crash left: WAL files created (empty: nothing written or acknowledged) with
+    // every number the reopened database could pick next.
+    for n in newest + 1..=newest + 64 {
+        std::fs::write(wal_dir.join(format!("{n:020}.log")), b"").unwrap();
+    }
+    let db = home.open(s.clone()).unwrap();
+    db.put(&t, b"after", b"3").unwrap();
+    db.flush().unwrap();
+    db.put(&t, b"after-flush", b"4").unwrap();
+    db.close().unwrap();
+    let db = home.open(s).unwrap();
+    for (k, v) in [
+        (&b"before"[..], &b"1"[..]),
+        (b"logged", b"2"),
+        (b"after", b"3"),
+        (b"after-flush", b"4"),
+    ] {
+        assert_eq!(db.get(&t, k).unwrap().as_deref(), Some(v), "{k:?}");
+    }
+    db.close().unwrap();
+}

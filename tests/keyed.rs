@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use strata::keyed::{key_group_for_hash, murmur_hash};
+use strata::keyed::{java_bytes_hash, key_group_for_hash, murmur_hash};
 use strata::{
     Db, KeyGroupRange, KeyedBackend, ManualClock, ObjectStorage, Settings, State, StateDescriptor,
     StateKind, Storage, TimeDomain, Timer, TimerService, TtlConfig, TtlUpdate, TtlVisibility,
@@ -38,6 +38,46 @@ fn flink_key_group_assignment() {
     assert_eq!(ranges[0].start, 0);
     assert_eq!(ranges[2].end, 127);
     assert!(ranges.windows(2).all(|w| w[0].end + 1 == w[1].start));
+}
+
+/// Vectors printed by `tests/golden/KeyGroupVectors.java` (Java 17), which computes them
+/// the way Flink does: `Arrays.hashCode(byte[])`, `MathUtils.murmurHash`, and
+/// `KeyGroupRangeAssignment`'s operator ranges.
+#[test]
+fn key_groups_match_java_flink_vectors() {
+    #[rustfmt::skip]
+    let keys: &[(&[i8], i32, i32, u16, u16)] = &[
+        (&[], 1, 68075478, 86, 16342),
+        (&[0], 31, 1168509563, 123, 2683),
+        (&[1], 32, 606617892, 36, 16676),
+        (&[-1], 30, 173947034, 26, 14490),
+        (&[112,97,103,101,45,55], -108250182, 535599443, 83, 6483),
+        (&[100,101,118,105,99,101,45,49,50,51,52,53,54], -555192487, 480923171, 35, 20003),
+        (&[0,0,0,42], 923563, 2012219000, 120, 1656),
+        (&[-128,0,0,0,0,0,0,1], -1548877950, 1270196553, 73, 10569),
+        (&[104,101,108,108,111,32,119,111,114,108,100], 1923188771, 1490529740, 76, 11724),
+    ];
+    for &(key, java_hash, murmur, kg128, kg32768) in keys {
+        let bytes: Vec<u8> = key.iter().map(|&b| b as u8).collect();
+        assert_eq!(java_bytes_hash(&bytes), java_hash, "{bytes:?}");
+        assert_eq!(murmur_hash(java_hash), murmur, "{bytes:?}");
+        assert_eq!(key_group_for_hash(java_hash, 128), kg128, "{bytes:?}");
+        assert_eq!(key_group_for_hash(java_hash, 32768), kg32768, "{bytes:?}");
+    }
+    let ranges = [
+        ((128, 3, 0), (0, 42)),
+        ((128, 3, 1), (43, 85)),
+        ((128, 3, 2), (86, 127)),
+        ((32768, 7, 6), (28087, 32767)),
+        ((10, 4, 3), (8, 9)),
+    ];
+    for ((max_par, par, index), (start, end)) in ranges {
+        assert_eq!(
+            KeyGroupRange::for_operator(max_par, par, index),
+            KeyGroupRange::new(start, end),
+            "operator {index} of {par}, max parallelism {max_par}"
+        );
+    }
 }
 
 #[test]
