@@ -17,7 +17,7 @@ use strata_demo::{Job, JobConfig, Row, StreamConfig, DAY_MS, MINUTE_MS};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Database directory (default: a fresh temporary directory, removed afterwards).
+    /// Database directory, new or empty (default: a temporary directory, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Events to generate.
@@ -129,6 +129,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             true,
         ),
     };
+    // The job keeps its watermark in memory and starts from empty state.
+    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(format!(
+            "{} is not empty; the demo starts from empty state",
+            dir.display()
+        )
+        .into());
+    }
     let settings = Settings {
         memory_budget_bytes: a.memory_mib << 20,
         ..Settings::default()
