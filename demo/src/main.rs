@@ -4,6 +4,7 @@
 //! cargo run --release -p strata-demo -- --help
 //! ```
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -74,7 +75,7 @@ struct Minute {
 }
 
 impl Minute {
-    fn print(&self, start_ms: u64) {
+    fn print(&self, start_ms: u64) -> std::io::Result<()> {
         let since = self.end - start_ms;
         let (day, min) = (
             since.div_ceil(DAY_MS) - 1,
@@ -83,7 +84,8 @@ impl Minute {
         let top = self.top.map_or(String::from("-"), |(pv, page, uv)| {
             format!("page {page:>3}: pv {pv:>7} uv {uv:>6}")
         });
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "day {day} {:02}:{:02} | {:>3} pages, pv {:>8} | top {top} | dau {:>7} = new {:>7} + returning {:>7}",
             min / 60,
             min % 60,
@@ -92,7 +94,7 @@ impl Minute {
             self.dau,
             self.new,
             self.returning
-        );
+        )
     }
 }
 
@@ -167,7 +169,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let mut minute = Minute::default();
-    let mut io_err = None;
+    // The first output error (a closed pipe ends the run early and quietly).
+    let io_err: RefCell<Option<std::io::Error>> = RefCell::new(None);
+    let fail = |e: std::io::Error| {
+        io_err.borrow_mut().get_or_insert(e);
+    };
     let start_ms = stream_cfg.start_ms;
     let print_every = a.print_every;
     let mut out = |row: Row| {
@@ -178,7 +184,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if end != minute.end {
             if minute.end != 0 && ((minute.end - start_ms) / MINUTE_MS).is_multiple_of(print_every)
             {
-                minute.print(start_ms);
+                minute.print(start_ms).unwrap_or_else(fail);
             }
             minute = Minute {
                 end,
@@ -208,25 +214,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         if let Some(f) = csv.as_mut() {
-            if let Err(e) = writeln!(f, "{line}") {
-                io_err.get_or_insert(e);
-            }
+            writeln!(f, "{line}").unwrap_or_else(fail);
         }
     };
     let t0 = Instant::now();
     for ev in stream {
         job.process(&ev, &mut out)?;
+        if io_err.borrow().is_some() {
+            break;
+        }
     }
     let stats = job.finish(&mut out)?;
     let secs = t0.elapsed().as_secs_f64();
     if minute.end != 0 {
-        minute.print(start_ms);
+        minute.print(start_ms).unwrap_or_else(fail);
     }
-    if let Some(e) = io_err {
-        return Err(e.into());
+    if let Some(f) = csv.as_mut() {
+        f.flush().unwrap_or_else(fail);
     }
-    if let Some(mut f) = csv {
-        f.flush()?;
+    let engine_stats = job.db().stats();
+    let db = job.db().clone();
+    drop(job);
+    db.close()?;
+    if temporary {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    match io_err.into_inner() {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => return Err(e.into()),
+        None => {}
     }
     println!(
         "\n{} events ({} late, dropped) in {secs:.2}s: {:.0} events/s; {} PV/UV rows, {} DAU rows, \
@@ -242,12 +258,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(p) = &a.csv {
         println!("every row: {}", p.display());
     }
-    println!("\n{}", job.db().stats());
-    let db = job.db().clone();
-    drop(job);
-    db.close()?;
-    if temporary {
-        std::fs::remove_dir_all(&dir)?;
-    }
+    println!("\n{engine_stats}");
     Ok(())
 }
