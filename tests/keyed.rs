@@ -509,3 +509,55 @@ fn batched_gets_that_memory_answers_read_no_storage() {
         "the repeated batch is answered from memory"
     );
 }
+
+/// A batch whose reader threads all need the same table file, not yet open, opens it once:
+/// the file's footer, index and filter are fetched once, not once per thread.
+#[test]
+fn batched_gets_open_a_cold_file_once() {
+    let mem: Arc<dyn Storage> = Arc::new(ObjectStorage::memory().unwrap());
+    let slow = Arc::new(FaultyStorage::new(mem));
+    let open = || {
+        Db::builder(Settings::small_for_tests(4 << 20))
+            .storage(slow.clone())
+            .open()
+            .unwrap()
+    };
+    let db = open();
+    let b = backend(&db);
+    let v = b
+        .register(StateDescriptor::new("v", StateKind::Value))
+        .unwrap();
+    // 4 KiB values: each key has a data block of its own, all in one file.
+    let keys: Vec<[u8; 8]> = (0..16u64).map(u64::to_be_bytes).collect();
+    for k in &keys {
+        b.value_update(&v, k, b"", &[5u8; 4096]).unwrap();
+    }
+    db.close().unwrap();
+    slow.set_read_latency(std::time::Duration::from_millis(2));
+    // What opening the file plus reading one block costs.
+    let db = open();
+    let b = backend(&db);
+    let v = b
+        .register(StateDescriptor::new("v", StateKind::Value))
+        .unwrap();
+    let reads0 = slow.reads();
+    assert!(b.value_get(&v, &keys[0], b"").unwrap().is_some());
+    let open_reads = slow.reads() - reads0 - 1;
+    db.close().unwrap();
+    // All 16 at once, on a freshly opened database.
+    let db = open();
+    let b = backend(&db);
+    let v = b
+        .register(StateDescriptor::new("v", StateKind::Value))
+        .unwrap();
+    let batch: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &b""[..])).collect();
+    let reads1 = slow.reads();
+    let got = b.value_multi_get(&v, &batch).unwrap();
+    assert!(got.iter().all(|g| g.as_deref() == Some(&[5u8; 4096][..])));
+    assert_eq!(
+        slow.reads() - reads1,
+        open_reads + keys.len() as u64,
+        "one open ({open_reads} reads) and one read per block"
+    );
+    db.close().unwrap();
+}

@@ -125,6 +125,9 @@ struct Inner {
     cv: Condvar,
     current: RwLock<Arc<Version>>,
     readers: Mutex<HashMap<u64, Arc<TableReader>>>,
+    /// One gate per file being opened, so concurrent readers of a file that is not open yet
+    /// (a batched read's threads) fetch its footer, index and filter once, not once each.
+    opening: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     next_file: AtomicU64,
     shutdown: AtomicBool,
     poisoned: AtomicBool,
@@ -216,6 +219,7 @@ impl LsmTree {
             cv: Condvar::new(),
             current: RwLock::new(current),
             readers: Mutex::new(HashMap::new()),
+            opening: Mutex::new(HashMap::new()),
             next_file: AtomicU64::new(next_file),
             shutdown: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
@@ -614,15 +618,24 @@ impl Inner {
         if let Some(r) = self.open_reader(f) {
             return Ok(r);
         }
-        let r = TableReader::open(
+        let gate = self.opening.lock().entry(f.number).or_default().clone();
+        let _opening = gate.lock();
+        // Whoever held the gate before may have opened it.
+        if let Some(r) = self.open_reader(f) {
+            return Ok(r);
+        }
+        let opened = TableReader::open(
             self.storage.clone(),
             self.cache.clone(),
             &table_path(f.number),
             f.number,
             f.size,
-        )?;
-        self.readers.lock().insert(f.number, r.clone());
-        Ok(r)
+        );
+        if let Ok(r) = &opened {
+            self.readers.lock().insert(f.number, r.clone());
+        }
+        self.opening.lock().remove(&f.number);
+        opened
     }
 
     fn open_fn(self: &Arc<Self>) -> OpenFn {
