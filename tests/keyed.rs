@@ -269,6 +269,15 @@ fn key_groups_reject_outside_access_and_iterate_exactly() {
     assert!(KeyedBackend::new(db.clone(), 128, KeyGroupRange::new(0, 128)).is_err());
 }
 
+/// Value state "v" and list state "l" of `b`, both with a `ttl_ms` TTL (defaults otherwise).
+fn ttl_value_and_list(b: &KeyedBackend, ttl_ms: u64) -> (State, State) {
+    let reg = |name: &str, kind| {
+        b.register(StateDescriptor::new(name, kind).with_ttl(TtlConfig::new(ttl_ms)))
+            .unwrap()
+    };
+    (reg("v", StateKind::Value), reg("l", StateKind::List))
+}
+
 fn ttl_db(home: &TestHome, clock: Arc<ManualClock>) -> Db {
     let mut s = Settings::small_for_tests(1 << 20);
     s.wal_dir = Some(home.dir.path().join("wal"));
@@ -285,12 +294,7 @@ fn ttl_expiry_never_returns_expired_values_and_list_elements() {
     let clock = Arc::new(ManualClock::new(1_000));
     let db = ttl_db(&home, clock.clone());
     let b = backend(&db);
-    let v = b
-        .register(StateDescriptor::new("v", StateKind::Value).with_ttl(TtlConfig::new(100)))
-        .unwrap();
-    let l = b
-        .register(StateDescriptor::new("l", StateKind::List).with_ttl(TtlConfig::new(100)))
-        .unwrap();
+    let (v, l) = ttl_value_and_list(&b, 100);
     let lax = b
         .register(
             StateDescriptor::new("lax", StateKind::Value).with_ttl(TtlConfig {
@@ -333,12 +337,7 @@ fn ttl_space_is_reclaimed_by_flush_and_compaction() {
     let clock = Arc::new(ManualClock::new(1_000));
     let db = ttl_db(&home, clock.clone());
     let b = backend(&db);
-    let v = b
-        .register(StateDescriptor::new("v", StateKind::Value).with_ttl(TtlConfig::new(1_000)))
-        .unwrap();
-    let l = b
-        .register(StateDescriptor::new("l", StateKind::List).with_ttl(TtlConfig::new(1_000)))
-        .unwrap();
+    let (v, l) = ttl_value_and_list(&b, 1_000);
     let value = vec![7u8; 100];
     for i in 0..5_000u64 {
         b.value_update(&v, &i.to_be_bytes(), b"", &value).unwrap();
@@ -438,19 +437,30 @@ fn timers_fire_in_order_deduplicated_and_deleted_beyond_memory() {
     assert_eq!(again, 1);
 }
 
+/// An in-memory store that counts (and can delay) reads.
+fn counting_store() -> Arc<FaultyStorage> {
+    let mem: Arc<dyn Storage> = Arc::new(ObjectStorage::memory().unwrap());
+    Arc::new(FaultyStorage::new(mem))
+}
+
+/// The full-range backend over `db` and its value state "v" (no TTL).
+fn value_state(db: &Db) -> (KeyedBackend, State) {
+    let b = backend(db);
+    let v = b
+        .register(StateDescriptor::new("v", StateKind::Value))
+        .unwrap();
+    (b, v)
+}
+
 /// A value state with `n` keys (values `[fill; 64]`) compacted into table files of an
 /// in-memory store that counts (and can delay) reads, under a `budget`-byte memory budget.
 fn stored_values(budget: u64, n: u64, fill: u8) -> (Arc<FaultyStorage>, Db, KeyedBackend, State) {
-    let mem: Arc<dyn Storage> = Arc::new(ObjectStorage::memory().unwrap());
-    let slow = Arc::new(FaultyStorage::new(mem));
+    let slow = counting_store();
     let db = Db::builder(Settings::small_for_tests(budget))
         .storage(slow.clone())
         .open()
         .unwrap();
-    let b = backend(&db);
-    let v = b
-        .register(StateDescriptor::new("v", StateKind::Value))
-        .unwrap();
+    let (b, v) = value_state(&db);
     for i in 0..n {
         b.value_update(&v, &i.to_be_bytes(), b"", &[fill; 64])
             .unwrap();
@@ -514,19 +524,16 @@ fn batched_gets_that_memory_answers_read_no_storage() {
 /// the file's footer, index and filter are fetched once, not once per thread.
 #[test]
 fn batched_gets_open_a_cold_file_once() {
-    let mem: Arc<dyn Storage> = Arc::new(ObjectStorage::memory().unwrap());
-    let slow = Arc::new(FaultyStorage::new(mem));
+    let slow = counting_store();
     let open = || {
-        Db::builder(Settings::small_for_tests(4 << 20))
+        let db = Db::builder(Settings::small_for_tests(4 << 20))
             .storage(slow.clone())
             .open()
-            .unwrap()
+            .unwrap();
+        let (b, v) = value_state(&db);
+        (db, b, v)
     };
-    let db = open();
-    let b = backend(&db);
-    let v = b
-        .register(StateDescriptor::new("v", StateKind::Value))
-        .unwrap();
+    let (db, b, v) = open();
     // 4 KiB values: each key has a data block of its own, all in one file.
     let keys: Vec<[u8; 8]> = (0..16u64).map(u64::to_be_bytes).collect();
     for k in &keys {
@@ -535,21 +542,13 @@ fn batched_gets_open_a_cold_file_once() {
     db.close().unwrap();
     slow.set_read_latency(std::time::Duration::from_millis(2));
     // What opening the file plus reading one block costs.
-    let db = open();
-    let b = backend(&db);
-    let v = b
-        .register(StateDescriptor::new("v", StateKind::Value))
-        .unwrap();
+    let (db, b, v) = open();
     let reads0 = slow.reads();
     assert!(b.value_get(&v, &keys[0], b"").unwrap().is_some());
     let open_reads = slow.reads() - reads0 - 1;
     db.close().unwrap();
     // All 16 at once, on a freshly opened database.
-    let db = open();
-    let b = backend(&db);
-    let v = b
-        .register(StateDescriptor::new("v", StateKind::Value))
-        .unwrap();
+    let (db, b, v) = open();
     let batch: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &b""[..])).collect();
     let reads1 = slow.reads();
     let got = b.value_multi_get(&v, &batch).unwrap();
