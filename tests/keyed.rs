@@ -85,6 +85,15 @@ fn every_state_kind_survives_flush_compaction_and_reopen() {
     for kind in STORE_KINDS {
         let home = TestHome::new(kind);
         let settings = Settings::small_for_tests(1 << 20);
+        let register = |b: &KeyedBackend| {
+            let reg = |name: &str, kind| b.register(StateDescriptor::new(name, kind)).unwrap();
+            (
+                reg("v", StateKind::Value),
+                reg("l", StateKind::List),
+                reg("m", StateKind::Map),
+                reg("r", sum()),
+            )
+        };
         let check = |b: &KeyedBackend,
                      v: &strata::State,
                      l: &strata::State,
@@ -121,16 +130,7 @@ fn every_state_kind_survives_flush_compaction_and_reopen() {
         {
             let db = home.open(settings.clone()).unwrap();
             let b = backend(&db);
-            let v = b
-                .register(StateDescriptor::new("v", StateKind::Value))
-                .unwrap();
-            let l = b
-                .register(StateDescriptor::new("l", StateKind::List))
-                .unwrap();
-            let m = b
-                .register(StateDescriptor::new("m", StateKind::Map))
-                .unwrap();
-            let r = b.register(StateDescriptor::new("r", sum())).unwrap();
+            let (v, l, m, r) = register(&b);
             for i in 0..300u64 {
                 let k = i.to_be_bytes();
                 b.value_update(&v, &k, b"w1", &i.to_le_bytes()).unwrap();
@@ -155,16 +155,7 @@ fn every_state_kind_survives_flush_compaction_and_reopen() {
         }
         let db = home.open(settings).unwrap();
         let b = backend(&db);
-        let v = b
-            .register(StateDescriptor::new("v", StateKind::Value))
-            .unwrap();
-        let l = b
-            .register(StateDescriptor::new("l", StateKind::List))
-            .unwrap();
-        let m = b
-            .register(StateDescriptor::new("m", StateKind::Map))
-            .unwrap();
-        let r = b.register(StateDescriptor::new("r", sum())).unwrap();
+        let (v, l, m, r) = register(&b);
         check(&b, &v, &l, &m, &r);
         // Clearing a namespace removes only that namespace.
         let k = 7u64.to_be_bytes();
