@@ -176,6 +176,9 @@ fn every_state_kind_survives_flush_compaction_and_reopen() {
         assert!(b
             .register(StateDescriptor::new("v", StateKind::List))
             .is_err());
+        assert!(b
+            .register(StateDescriptor::new("v", StateKind::Value).with_fixed_lengths(8, 2))
+            .is_err());
         assert!(b.add(&v, &k, b"w1", b"x").is_err());
     }
 }

@@ -321,9 +321,10 @@ impl KeyedBackend {
         if let Some(s) = states.get(&desc.name) {
             if std::mem::discriminant(&s.desc.kind) != std::mem::discriminant(&desc.kind)
                 || s.desc.ttl != desc.ttl
+                || s.desc.fixed_lengths != desc.fixed_lengths
             {
                 return Err(Error::invalid(format!(
-                    "state {:?} is registered with another kind or TTL",
+                    "state {:?} is registered with another kind, TTL or fixed lengths",
                     desc.name
                 )));
             }
