@@ -1,12 +1,22 @@
-//! Strata's middle tier: a hash-indexed hot KV cache with in-place updates and in-memory
-//! merges, compressed immutable chunks for warm entries, and the maintenance that moves
-//! data hot → chunks → level-0 table files.
+//! Strata's middle tier (this crate, `strata-chunkcache`, in the folder `chunkcache/`): a
+//! hash-indexed hot KV cache with in-place updates and in-memory merges, compressed
+//! immutable chunks for warm entries, and the maintenance that moves data hot → chunks →
+//! level-0 table files of the LSM tree below.
+//!
+//! Where things live: [`tier`](MiddleTier) is the coordinator and read path, `maintenance`
+//! moves data down, `hot/` is the hot KV cache, `chunk` the chunks, `dbkey` the one key
+//! codec, `doorkeeper` the promotion filter, `stats` the counters.
 #![deny(missing_docs)]
 
 mod chunk;
+pub mod dbkey;
+mod doorkeeper;
 mod hot;
+mod maintenance;
+mod stats;
 mod tier;
 
 pub use chunk::{Chunk, ChunkBlocks, ChunkIter};
-pub use hot::{chain_charge, entry_charge, HotKv, HotLookup, HotVersion, HotWrite, ROUTED_TABLES};
-pub use tier::{db_key, MiddleSettings, MiddleStats, MiddleTier, StripPrefix, TABLE_PREFIX_LEN};
+pub use hot::{chain_charge, entry_charge, HotKv, HotVersion, HotWrite, ROUTED_TABLES};
+pub use stats::MiddleStats;
+pub use tier::{MiddleSettings, MiddleTier};

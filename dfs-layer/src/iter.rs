@@ -26,6 +26,36 @@ pub trait InternalIterator: Send {
     fn status(&self) -> Result<()>;
 }
 
+/// Forwards every call, so iterators can be passed boxed or borrowed.
+macro_rules! forward_internal_iterator {
+    ($($t:ty),*) => {$(
+        impl<T: InternalIterator + ?Sized> InternalIterator for $t {
+            fn valid(&self) -> bool {
+                (**self).valid()
+            }
+            fn seek_to_first(&mut self) {
+                (**self).seek_to_first()
+            }
+            fn seek(&mut self, target: &[u8]) {
+                (**self).seek(target)
+            }
+            fn next(&mut self) {
+                (**self).next()
+            }
+            fn key(&self) -> &[u8] {
+                (**self).key()
+            }
+            fn value(&self) -> &[u8] {
+                (**self).value()
+            }
+            fn status(&self) -> Result<()> {
+                (**self).status()
+            }
+        }
+    )*};
+}
+forward_internal_iterator!(&mut T, Box<T>);
+
 /// A sorted run of segments (blocks of a chunk, files of a level), each read by its own
 /// iterator, that together hold disjoint, increasing key ranges.
 pub trait Segments: Send {

@@ -9,6 +9,8 @@ mod cache;
 pub mod coding;
 mod compress;
 mod error;
+mod filter;
+mod fold;
 mod iter;
 pub mod key;
 mod lsm;
@@ -21,16 +23,18 @@ pub mod testing;
 pub use cache::{BlockCache, CacheSnapshot};
 pub use compress::Compression;
 pub use error::{Error, Result};
+pub use filter::{filter_version, CompactionFilter, FilterDecision};
+pub use fold::{resolve_operand, Folded, VersionFold};
 pub use iter::{ConcatIter, InternalIterator, MergingIterator, Segments, VecIter};
 pub use key::{SeqNo, ValueKind, MAX_SEQ};
-pub use lsm::collapse::{collapse, collapse_filtered, filter_version, CollapseContext, KeyVersion};
+pub use lsm::collapse::{collapse, collapse_filtered, CollapseContext, KeyVersion};
 pub use lsm::manifest::{
     ManifestRecovery, ManifestState, TableDef, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC,
 };
 pub use lsm::picker::{level_target, pick, CompactionOptions, CompactionPick};
 pub use lsm::tree::{LsmTree, Recovered, TreeHooks, TreeOptions, TreeStats};
 pub use lsm::version::{table_path, FileMeta, Levels, Version, VersionEdit, NUM_LEVELS};
-pub use merge::{AppendOperator, CompactionFilter, FilterDecision, MergeOperator, U64AddOperator};
+pub use merge::{AppendOperator, MergeOperator, U64AddOperator};
 pub use storage::{read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage};
 pub use table::{
     ReadTier, TableBuildOptions, TableBuilder, TableIter, TableProperties, TableReader, FOOTER_LEN,

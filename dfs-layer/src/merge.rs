@@ -103,25 +103,3 @@ mod tests {
         );
     }
 }
-
-/// What a [`CompactionFilter`] decides for one version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FilterDecision {
-    /// Keep the version as it is.
-    Keep,
-    /// Drop it: it becomes a tombstone, which the bottommost compaction then drops.
-    Remove,
-    /// Replace the value (or merge operand) by this one.
-    Change(Vec<u8>),
-}
-
-/// Drops or rewrites versions whenever data is rewritten: when hot entries are packed into
-/// chunks, when chunks are flushed to level 0, and by compaction (RocksDB's compaction
-/// filter; TTL state uses it to reclaim expired entries). It sees values and merge operands,
-/// never tombstones. Removing a version may expose older versions of the same key below it
-/// only if they are older still, so a filter must be monotone: if it removes a version, it
-/// would remove every older version of that key too (true of TTL expiry).
-pub trait CompactionFilter: Send + Sync {
-    /// Decides for one version of `user_key` (the key within its state table).
-    fn filter(&self, user_key: &[u8], kind: crate::key::ValueKind, value: &[u8]) -> FilterDecision;
-}

@@ -3,7 +3,7 @@
 use strata_dfs::coding::{put_bytes, put_u32, put_u64, put_varint, Reader};
 use strata_dfs::ValueKind;
 
-use crate::db::Table;
+use crate::catalog::Table;
 
 /// One operation of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

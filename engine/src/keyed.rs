@@ -27,7 +27,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use strata_dfs::{CompactionFilter, FilterDecision, ValueKind};
 
-use crate::db::{prefix_successor, Clock, Db, Table};
+use crate::catalog::Table;
+use crate::clock::Clock;
+use crate::db::{prefix_successor, Db};
 use crate::options::{MergeKind, TableOptions};
 use crate::{Error, Result, WriteBatch};
 

@@ -32,25 +32,40 @@
 pub struct ReadmeDoctests;
 
 mod batch;
+mod catalog;
+mod clock;
+mod commit;
 mod db;
+mod flush;
+mod inner;
+mod iter;
 pub mod keyed;
+mod open;
 mod options;
+mod read;
+mod recovery;
 mod settings;
+mod snapshot;
 mod stats;
+mod tables;
 pub mod timers;
 mod wal;
+mod write;
 
 pub use batch::WriteBatch;
-pub use db::{
-    prefix_successor, Clock, Db, DbBuilder, DbIterator, ManualClock, RecoveryInfo, Snapshot,
-    SystemClock, Table, DEFAULT_TABLE, MULTI_GET_PARALLELISM,
-};
+pub use catalog::{Table, DEFAULT_TABLE};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use db::{prefix_successor, Db, DbBuilder};
+pub use iter::DbIterator;
 pub use keyed::{
     KeyGroupRange, KeyedBackend, State, StateDescriptor, StateKind, TtlConfig, TtlUpdate,
     TtlVisibility,
 };
 pub use options::{MergeKind, TableOptions};
+pub use read::MULTI_GET_PARALLELISM;
+pub use recovery::RecoveryInfo;
 pub use settings::{MemorySplit, Settings, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use strata_chunkcache::MiddleStats;
 pub use strata_dfs::{

@@ -1,14 +1,15 @@
 //! Timers: a priority queue of (timestamp, key, namespace) per time domain, stored as a
 //! state table so millions of timers spill to chunks and table files like any state.
 //!
-//! Key layout (DESIGN.md §7): domain byte (0 event time, 1 processing time), timestamp
+//! Key layout (DESIGN.md §9): domain byte (0 event time, 1 processing time), timestamp
 //! (u64 BE, so key order is timestamp order), key group, then the key and namespace with
 //! u16 BE lengths. The value is empty. One key per (domain, timestamp, key, namespace)
 //! makes registration idempotent (deduplicated).
 
 use parking_lot::Mutex;
 
-use crate::db::{Db, Table};
+use crate::catalog::Table;
+use crate::db::Db;
 use crate::keyed::KeyedBackend;
 use crate::options::TableOptions;
 use crate::{Error, Result, WriteBatch};

@@ -1,12 +1,10 @@
 //! The optional write-ahead log, for standalone use (stream jobs rely on checkpoints).
 //!
 //! WAL files need appends, which object stores lack, so they live in a local directory:
-//! `<wal_dir>/<number:020>.log`. Layout, little-endian:
-//! ```text
-//! header (24 bytes): magic u64 ("STRATAWL") | format_version u32 (1) | number u64
-//!                    | crc32 u32 over the first 20 bytes
-//! record*:           length u32 | crc32 u32 over the payload | payload (one write batch)
-//! ```
+//! `<wal_dir>/<number:020>.log`: a header (magic "STRATAWL", format version, file number,
+//! crc32), then one checksummed record per write batch. The byte-level format is specified
+//! in DESIGN.md §6.5, and only there.
+//!
 //! A group commit appends several records with one `write` (and one `fdatasync` when
 //! `wal_sync` is on) before any of its writers is acknowledged. Replay stops at the first
 //! record that is incomplete or fails its checksum: that is the tail a crash tore, and none

@@ -1,16 +1,18 @@
-//! Collapsing the versions of one user key: used by compaction and by every tier that
-//! rewrites data (chunk packing, flushes).
+//! Collapsing the versions of one user key when data is rewritten (flushes and
+//! compaction, through [`super::writer`]).
 //!
 //! Live snapshots split a key's history into *stripes*: versions visible to the same set of
-//! snapshots. Within a stripe only the newest version can be observed, so older ones are
-//! dropped, except that merge operands fold onto the versions below them in the same stripe.
-//! At the bottom of the tree (nothing older can exist) a trailing tombstone is dropped and a
-//! trailing merge becomes a plain value.
+//! snapshots. Within a stripe only the newest version can be observed, so the stripe folds
+//! into one version ([`VersionFold`]): merge operands fold onto the versions below them in
+//! the same stripe. At the bottom of the tree (nothing older can exist) a trailing tombstone
+//! is dropped and a trailing merge becomes a plain value.
 
 use bytes::Bytes;
 
+use crate::filter::{filter_version, CompactionFilter};
+use crate::fold::{resolve_operand, Folded, VersionFold};
 use crate::key::{SeqNo, ValueKind};
-use crate::merge::{CompactionFilter, FilterDecision, MergeOperator};
+use crate::merge::MergeOperator;
 
 /// One version of a key: (sequence number, kind, value).
 pub type KeyVersion = (SeqNo, ValueKind, Bytes);
@@ -26,25 +28,6 @@ pub struct CollapseContext<'a> {
     pub bottommost: bool,
     /// The table's compaction filter, if any (applied by [`collapse_filtered`]).
     pub filter: Option<&'a dyn CompactionFilter>,
-}
-
-/// Applies `filter` to one version: a removed value becomes a tombstone (it must still
-/// shadow older versions below), a changed one takes its new value; tombstones pass as
-/// they are.
-pub fn filter_version(
-    filter: &dyn CompactionFilter,
-    user_key: &[u8],
-    kind: ValueKind,
-    value: Bytes,
-) -> (ValueKind, Bytes) {
-    if kind == ValueKind::Delete {
-        return (kind, value);
-    }
-    match filter.filter(user_key, kind, &value) {
-        FilterDecision::Keep => (kind, value),
-        FilterDecision::Remove => (ValueKind::Delete, Bytes::new()),
-        FilterDecision::Change(nv) => (kind, Bytes::from(nv)),
-    }
 }
 
 /// [`collapse`], then the compaction filter: removed versions become tombstones (dropped
@@ -80,49 +63,13 @@ fn stripe(snapshots: &[SeqNo], seq: SeqNo) -> usize {
 pub fn collapse(versions: &[KeyVersion], cx: CollapseContext<'_>) -> Vec<KeyVersion> {
     let mut out: Vec<KeyVersion> = Vec::new();
     let mut i = 0;
-    let mut last_seq = None;
     while i < versions.len() {
-        let (seq, kind, ref value) = versions[i];
-        if last_seq == Some(seq) {
-            i += 1;
-            continue;
-        }
-        let s = stripe(cx.snapshots, seq);
-        // Find the end of this stripe.
+        let s = stripe(cx.snapshots, versions[i].0);
         let mut j = i + 1;
         while j < versions.len() && stripe(cx.snapshots, versions[j].0) == s {
             j += 1;
         }
-        let kept = match (kind, cx.merge) {
-            (ValueKind::Merge, Some(op)) => {
-                let mut acc = value.to_vec();
-                let mut result_kind = ValueKind::Merge;
-                let mut prev = seq;
-                for &(oseq, okind, ref ov) in &versions[i + 1..j] {
-                    if oseq == prev {
-                        continue;
-                    }
-                    prev = oseq;
-                    match okind {
-                        ValueKind::Merge => acc = op.merge(Some(ov), &acc),
-                        ValueKind::Put => {
-                            acc = op.merge(Some(ov), &acc);
-                            result_kind = ValueKind::Put;
-                            break;
-                        }
-                        ValueKind::Delete => {
-                            acc = op.merge(None, &acc);
-                            result_kind = ValueKind::Put;
-                            break;
-                        }
-                    }
-                }
-                (seq, result_kind, Bytes::from(acc))
-            }
-            _ => (seq, kind, value.clone()),
-        };
-        out.push(kept);
-        last_seq = Some(versions[j - 1].0);
+        out.push(collapse_stripe(&versions[i..j], cx.merge));
         i = j;
     }
     if cx.bottommost {
@@ -130,18 +77,39 @@ pub fn collapse(versions: &[KeyVersion], cx: CollapseContext<'_>) -> Vec<KeyVers
             Some((_, ValueKind::Delete, _)) => {
                 out.pop();
             }
-            Some((seq, ValueKind::Merge, v)) => {
-                if let Some(op) = cx.merge {
-                    let merged = Bytes::from(op.merge(None, v));
-                    let seq = *seq;
-                    out.pop();
-                    out.push((seq, ValueKind::Put, merged));
-                }
+            Some((_, ValueKind::Merge, _)) if cx.merge.is_some() => {
+                let (seq, _, v) = out.pop().expect("just seen");
+                let merged = resolve_operand(cx.merge, v.to_vec());
+                out.push((seq, ValueKind::Put, Bytes::from(merged)));
             }
             _ => {}
         }
     }
     out
+}
+
+/// The one version a stripe (non-empty, newest first) keeps.
+fn collapse_stripe(stripe: &[KeyVersion], merge: Option<&dyn MergeOperator>) -> KeyVersion {
+    let (seq, kind, value) = &stripe[0];
+    // A put or tombstone on top hides the rest of its stripe: keep it without a copy.
+    if *kind != ValueKind::Merge || merge.is_none() {
+        return (*seq, *kind, value.clone());
+    }
+    let mut fold = VersionFold::latest(merge);
+    for (seq, kind, value) in stripe {
+        if !fold.push(*seq, *kind, value) {
+            break;
+        }
+    }
+    match fold.finish() {
+        Folded::Value { seq, value } => (seq, ValueKind::Put, Bytes::from(value)),
+        Folded::Operands {
+            newest_seq,
+            operand,
+            ..
+        } => (newest_seq, ValueKind::Merge, Bytes::from(operand)),
+        Folded::Deleted { .. } | Folded::Absent => unreachable!("a stripe led by an operand"),
+    }
 }
 
 #[cfg(test)]

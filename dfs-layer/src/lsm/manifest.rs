@@ -3,18 +3,8 @@
 //!
 //! Each commit writes one whole, immutable object `manifest/MANIFEST-<generation:020>`
 //! (object stores have no append), then deletes generations older than the previous one.
-//! Layout, little-endian:
-//! ```text
-//! magic u64 ("STRATAMF") | format_version u32 (1) | generation u64 | payload_len u32
-//! payload (payload_len bytes):
-//!   next_file_number varint | last_seq varint | log_number varint
-//!   table_count varint, then per table: id varint | name bytes | options bytes
-//!   file_count varint, then per file: table_id varint | level u8 | number varint
-//!     | size varint | entries varint | deletes varint | min_seq varint | max_seq varint
-//!     | smallest bytes | largest bytes
-//! crc32 u32 over everything before it
-//! ```
-//! (`bytes` = varint length, then the bytes.)
+//! The byte-level format (magic "STRATAMF", format version, payload, crc32) is specified in
+//! DESIGN.md §6.4, and only there.
 //!
 //! Recovery reads the highest generation. If it fails its checksum (a write torn by a crash:
 //! its commit was never acknowledged), recovery falls back to the previous generation, which

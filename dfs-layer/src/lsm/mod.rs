@@ -1,8 +1,11 @@
-//! The leveled LSM tree of table files: versions, manifest, compaction.
+//! The leveled LSM tree of table files: versions, manifest, the table writer, compaction.
 
 pub mod collapse;
+mod compaction;
 mod level_iter;
 pub mod manifest;
 pub mod picker;
+mod readers;
 pub mod tree;
 pub mod version;
+mod writer;

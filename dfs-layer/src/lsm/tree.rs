@@ -1,13 +1,16 @@
-//! The LSM tree runtime: the current version, the manifest, table readers, flush commits and
-//! background compaction threads.
+//! The LSM tree runtime: the current version, the manifest, level-0 flush commits and point
+//! reads and iterators over table files. Its parts live beside it: the table writer
+//! ([`super::writer`]), compaction ([`super::compaction`]) and the reader cache
+//! ([`super::readers`]).
 //!
 //! Concurrency: one `state` mutex serialises version changes (flush commits, compaction
 //! commits, table definitions) and is the condition-variable lock for the compaction threads
 //! and for stalled flushers. Readers never take it: they clone the current `Arc<Version>`
 //! under a short read lock, and a file is deleted only once no version, iterator or snapshot
 //! holds its `Arc<FileMeta>`. Compactions run on `compaction_threads` background threads, at
-//! most one per state table at a time; they never run on a caller's thread. The write-stall
-//! rule: [`LsmTree::wait_for_l0_room`] blocks a flusher while a table has `l0_stop` or more
+//! most one per state table at a time; only [`LsmTree::compact_table_fully`] (behind
+//! `Db::compact_table`) runs one on its caller's thread. The write-stall rule:
+//! [`LsmTree::wait_for_l0_room`] blocks a flusher while a table has `l0_stop` or more
 //! level-0 files, which in turn throttles writers in the upper tiers.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,24 +18,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::collapse::{collapse_filtered, CollapseContext, KeyVersion};
-use super::level_iter::{level_iter, OpenFn};
+use super::compaction::compaction_loop;
+use super::level_iter::level_iter;
 use super::manifest::{ManifestRecovery, ManifestState, ManifestStore};
-use super::picker::{pick, CompactionOptions, CompactionPick};
+use super::picker::CompactionOptions;
 use super::version::{table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
+use super::writer::{write_run, RunSpec, RunTarget};
 use crate::cache::BlockCache;
 use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::iter::{InternalIterator, MergingIterator};
-use crate::key::{self, SeqNo, ValueKind};
-use crate::merge::{CompactionFilter, MergeOperator};
+use crate::filter::CompactionFilter;
+use crate::iter::InternalIterator;
+use crate::key::{SeqNo, ValueKind};
+use crate::merge::MergeOperator;
 use crate::storage::Storage;
-use crate::table::{ReadTier, TableBuildOptions, TableBuilder, TableProperties, TableReader};
+use crate::table::{ReadTier, TableBuildOptions, TableReader};
 
-/// Tree settings.
+/// Settings of one tree (one per database, derived from the engine's per-database
+/// `Settings`; per-table choices come through [`TreeHooks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeOptions {
     /// Compaction shape.
@@ -99,45 +104,48 @@ pub struct TreeStats {
 }
 
 #[derive(Default)]
-struct Counters {
-    compactions: AtomicU64,
-    compaction_read: AtomicU64,
-    compaction_written: AtomicU64,
-    flushes: AtomicU64,
-    flush_bytes: AtomicU64,
-    stalls: AtomicU64,
+pub(super) struct Counters {
+    pub compactions: AtomicU64,
+    pub compaction_read: AtomicU64,
+    pub compaction_written: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub stalls: AtomicU64,
 }
 
-struct State {
-    manifest: ManifestState,
-    store: ManifestStore,
-    pointers: BTreeMap<(u32, usize), Vec<u8>>,
-    busy: HashSet<u32>,
-    obsolete: Vec<Arc<FileMeta>>,
+/// What the `state` mutex guards.
+pub(super) struct State {
+    pub manifest: ManifestState,
+    pub store: ManifestStore,
+    /// Round-robin compaction cursors: (table, level) -> largest key last compacted.
+    pub pointers: BTreeMap<(u32, usize), Vec<u8>>,
+    /// Tables with a compaction running.
+    pub busy: HashSet<u32>,
+    /// Files dropped from the current version, deleted once nothing holds them.
+    pub obsolete: Vec<Arc<FileMeta>>,
 }
 
-struct Inner {
-    storage: Arc<dyn Storage>,
-    cache: Option<Arc<BlockCache>>,
-    opts: TreeOptions,
-    hooks: Arc<dyn TreeHooks>,
-    state: Mutex<State>,
-    cv: Condvar,
-    current: RwLock<Arc<Version>>,
-    readers: Mutex<HashMap<u64, Arc<TableReader>>>,
-    /// One gate per file being opened, so concurrent readers of a file that is not open yet
-    /// (a batched read's threads) fetch its footer, index and filter once, not once each.
-    opening: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
-    next_file: AtomicU64,
-    shutdown: AtomicBool,
-    poisoned: AtomicBool,
-    poison: Mutex<Option<String>>,
-    counters: Counters,
+pub(super) struct Inner {
+    pub storage: Arc<dyn Storage>,
+    pub cache: Option<Arc<BlockCache>>,
+    pub opts: TreeOptions,
+    pub hooks: Arc<dyn TreeHooks>,
+    pub state: Mutex<State>,
+    pub cv: Condvar,
+    pub current: RwLock<Arc<Version>>,
+    pub readers: Mutex<HashMap<u64, Arc<TableReader>>>,
+    /// One gate per file being opened (see [`super::readers`]).
+    pub opening: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+    pub next_file: AtomicU64,
+    pub shutdown: AtomicBool,
+    pub poisoned: AtomicBool,
+    pub poison: Mutex<Option<String>>,
+    pub counters: Counters,
 }
 
 /// The tree. Dropping it stops the compaction threads (see [`LsmTree::shutdown`]).
 pub struct LsmTree {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -281,36 +289,36 @@ impl LsmTree {
             .fetch_max(n.saturating_add(1), Ordering::SeqCst);
     }
 
-    /// Writes the entries of `iter` (from its current position to its end) as one table file
-    /// of `table_id` destined for `level`. Returns `None` if there were no entries. A failed
-    /// write poisons the tree: the caller's data is still in memory, but nothing may be
-    /// written after a write that may have been lost.
-    pub fn write_table(
+    /// Writes the versions of `table_id` in `input` (from its current position to its end)
+    /// as level-0 files through the table writer: versions of a key are collapsed and the
+    /// table's compaction filter applied. Returns the files (none if nothing was left to
+    /// write), to be committed with [`LsmTree::commit`]. A failed write poisons the tree:
+    /// the caller's data is still in memory, but nothing may be written after a write that
+    /// may have been lost.
+    pub fn write_l0(
         &self,
         table_id: u32,
-        level: usize,
-        iter: &mut dyn InternalIterator,
-    ) -> Result<Option<FileMeta>> {
+        input: &mut dyn InternalIterator,
+    ) -> Result<Vec<FileMeta>> {
         self.check_poison()?;
-        let mut b = TableBuilder::new(self.inner.build_options(table_id, level), table_id);
-        while iter.valid() {
-            b.add(iter.key(), iter.value());
-            iter.next();
-        }
-        iter.status()?;
-        if b.entries() == 0 {
-            return Ok(None);
-        }
-        let meta = self.inner.finish_table(b).inspect_err(|e| {
-            self.inner
-                .set_poison(&format!("writing a level-{level} table failed: {e}"));
+        let spec = RunSpec {
+            table_id,
+            bottommost: false,
+            split_bytes: None,
+            build: self.inner.build_options(table_id, 0),
+        };
+        let files = write_run(&self.inner.run_target(), spec, input).inspect_err(|e| {
+            if !matches!(e, Error::Closed) {
+                self.inner
+                    .set_poison(&format!("writing a level-0 table failed: {e}"));
+            }
         })?;
-        self.inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .counters
-            .flush_bytes
-            .fetch_add(meta.size, Ordering::Relaxed);
-        Ok(Some(meta))
+        let c = &self.inner.counters;
+        for f in &files {
+            c.flushes.fetch_add(1, Ordering::Relaxed);
+            c.flush_bytes.fetch_add(f.size, Ordering::Relaxed);
+        }
+        Ok(files)
     }
 
     /// Commits `edit` and the manifest changes made by `update` in one manifest write.
@@ -350,78 +358,6 @@ impl LsmTree {
             inner.cv.notify_all();
             inner.cv.wait(&mut st);
         }
-    }
-
-    /// Blocks until no compaction is runnable or running (tests and `compact_all`).
-    pub fn wait_for_compactions(&self) -> Result<()> {
-        let inner = &self.inner;
-        let mut st = inner.state.lock();
-        loop {
-            inner.check_poison()?;
-            let v = st.manifest.version.clone();
-            let idle = st.busy.is_empty()
-                && pick(&v, &inner.opts.compaction, &st.pointers, &HashSet::new()).is_none();
-            if idle || inner.shutdown.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            inner.cv.notify_all();
-            inner.cv.wait(&mut st);
-        }
-    }
-
-    /// Compacts every level of `table_id` into the next, top to bottom, until all its data
-    /// is in one level (RocksDB's `CompactRange` over the whole table): the last step is
-    /// bottommost, so tombstones and filtered data are dropped there.
-    pub fn compact_table_fully(&self, table_id: u32) -> Result<()> {
-        let inner = &self.inner;
-        let deepest = {
-            let st = inner.state.lock();
-            let v = st.manifest.version.clone();
-            let Some(lv) = v.levels(table_id) else {
-                return Ok(());
-            };
-            (0..NUM_LEVELS)
-                .rev()
-                .find(|&l| !lv.files[l].is_empty())
-                .unwrap_or(0)
-        };
-        for level in 0..=deepest.min(NUM_LEVELS - 2) {
-            let p = {
-                let mut st = inner.state.lock();
-                while st.busy.contains(&table_id) {
-                    inner.check_poison()?;
-                    inner.cv.wait(&mut st);
-                }
-                let v = st.manifest.version.clone();
-                let Some(lv) = v.levels(table_id) else {
-                    return Ok(());
-                };
-                if lv.files[level].is_empty() {
-                    continue;
-                }
-                st.busy.insert(table_id);
-                CompactionPick {
-                    table_id,
-                    level,
-                    output_level: level + 1,
-                    inputs: lv.files[level].clone(),
-                    overlapping: lv.files[level + 1].clone(),
-                    bottommost: (level + 2..NUM_LEVELS).all(|l| lv.files[l].is_empty()),
-                    score: 0.0,
-                }
-            };
-            let r = inner.run_compaction(&p);
-            let mut st = inner.state.lock();
-            st.busy.remove(&table_id);
-            inner.cv.notify_all();
-            let (edit, read, written) = r?;
-            inner.commit_locked(&mut st, edit, |_| {})?;
-            let c = &inner.counters;
-            c.compactions.fetch_add(1, Ordering::Relaxed);
-            c.compaction_read.fetch_add(read, Ordering::Relaxed);
-            c.compaction_written.fetch_add(written, Ordering::Relaxed);
-        }
-        Ok(())
     }
 
     /// Calls `f(kind, seq, value)` for the versions of `user_key` visible at `seq`, newest
@@ -569,7 +505,7 @@ impl Drop for LsmTree {
 }
 
 impl Inner {
-    fn check_poison(&self) -> Result<()> {
+    pub(super) fn check_poison(&self) -> Result<()> {
         if !self.poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -579,7 +515,7 @@ impl Inner {
         }
     }
 
-    fn set_poison(&self, reason: &str) {
+    pub(super) fn set_poison(&self, reason: &str) {
         let mut p = self.poison.lock();
         if p.is_none() {
             *p = Some(reason.to_string());
@@ -587,7 +523,7 @@ impl Inner {
         self.poisoned.store(true, Ordering::Release);
     }
 
-    fn build_options(&self, table_id: u32, level: usize) -> TableBuildOptions {
+    pub(super) fn build_options(&self, table_id: u32, level: usize) -> TableBuildOptions {
         TableBuildOptions {
             block_bytes: self.opts.block_bytes,
             restart_interval: self.opts.restart_interval,
@@ -597,53 +533,14 @@ impl Inner {
         }
     }
 
-    fn finish_table(&self, b: TableBuilder) -> Result<FileMeta> {
-        let number = self.next_file.fetch_add(1, Ordering::SeqCst);
-        let (bytes, props) = b.finish();
-        let size = bytes.len() as u64;
-        let path = table_path(number);
-        if let Err(e) = self.storage.put(&path, bytes) {
-            let _ = self.storage.delete(&path);
-            return Err(e);
+    /// Where the table writer writes, and how it numbers files.
+    pub(super) fn run_target(&self) -> RunTarget<'_> {
+        RunTarget {
+            storage: &self.storage,
+            hooks: &*self.hooks,
+            next_file: &self.next_file,
+            shutdown: &self.shutdown,
         }
-        Ok(file_meta(number, size, props))
-    }
-
-    /// The reader of `f` if it is open already.
-    fn open_reader(&self, f: &FileMeta) -> Option<Arc<TableReader>> {
-        self.readers.lock().get(&f.number).cloned()
-    }
-
-    fn reader(&self, f: &FileMeta) -> Result<Arc<TableReader>> {
-        if let Some(r) = self.open_reader(f) {
-            return Ok(r);
-        }
-        let gate = self.opening.lock().entry(f.number).or_default().clone();
-        let _opening = gate.lock();
-        // Whoever held the gate before may have opened it.
-        if let Some(r) = self.open_reader(f) {
-            return Ok(r);
-        }
-        let opened = TableReader::open(
-            self.storage.clone(),
-            self.cache.clone(),
-            &table_path(f.number),
-            f.number,
-            f.size,
-        );
-        if let Ok(r) = &opened {
-            self.readers.lock().insert(f.number, r.clone());
-        }
-        self.opening.lock().remove(&f.number);
-        opened
-    }
-
-    fn open_fn(self: &Arc<Self>) -> OpenFn {
-        let me = Arc::downgrade(self);
-        Arc::new(move |f: &FileMeta| match me.upgrade() {
-            Some(inner) => inner.reader(f),
-            None => Err(Error::Closed),
-        })
     }
 
     fn commit(&self, edit: VersionEdit, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
@@ -651,7 +548,7 @@ impl Inner {
         self.commit_locked(&mut st, edit, update)
     }
 
-    fn commit_locked(
+    pub(super) fn commit_locked(
         &self,
         st: &mut State,
         edit: VersionEdit,
@@ -674,7 +571,7 @@ impl Inner {
         Ok(())
     }
 
-    fn purge(&self) {
+    pub(super) fn purge(&self) {
         let doomed: Vec<Arc<FileMeta>> = {
             let mut st = self.state.lock();
             let (free, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.obsolete)
@@ -688,171 +585,5 @@ impl Inner {
             // A failed delete leaves an orphan that the next open removes.
             let _ = self.storage.delete(&table_path(f.number));
         }
-    }
-
-    fn run_compaction(self: &Arc<Self>, p: &CompactionPick) -> Result<(VersionEdit, u64, u64)> {
-        let open = self.open_fn();
-        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
-        if p.level == 0 {
-            for f in &p.inputs {
-                children.push(Box::new(level_iter(vec![f.clone()], open.clone(), true)));
-            }
-        } else {
-            children.push(Box::new(level_iter(p.inputs.clone(), open.clone(), true)));
-        }
-        if !p.overlapping.is_empty() {
-            children.push(Box::new(level_iter(p.overlapping.clone(), open, true)));
-        }
-        let bytes_read: u64 = p.inputs.iter().chain(&p.overlapping).map(|f| f.size).sum();
-        let mut it = MergingIterator::new(children);
-        it.seek_to_first();
-        let snapshots = self.hooks.snapshots();
-        let merge = self.hooks.merge_operator(p.table_id);
-        let filter = self.hooks.compaction_filter(p.table_id);
-        let cx = CollapseContext {
-            snapshots: &snapshots,
-            merge: merge.as_deref(),
-            bottommost: p.bottommost,
-            filter: filter.as_deref(),
-        };
-        let target = self.opts.compaction.target_file_bytes;
-        let opts = self.build_options(p.table_id, p.output_level);
-        let mut outputs: Vec<FileMeta> = Vec::new();
-        let mut builder: Option<TableBuilder> = None;
-        let mut cur_key: Vec<u8> = Vec::new();
-        let mut versions: Vec<KeyVersion> = Vec::new();
-        let result = (|| -> Result<()> {
-            loop {
-                let at_end = !it.valid();
-                let new_key = !at_end && key::user_key(it.key()) != cur_key.as_slice();
-                if (at_end || new_key) && !versions.is_empty() {
-                    for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
-                        let b = builder.get_or_insert_with(|| TableBuilder::new(opts, p.table_id));
-                        b.add(&key::internal_key(&cur_key, seq, kind), &v);
-                    }
-                    versions.clear();
-                    if builder
-                        .as_ref()
-                        .is_some_and(|b| b.estimated_size() >= target)
-                    {
-                        outputs.push(self.finish_table(builder.take().expect("some"))?);
-                    }
-                }
-                if at_end {
-                    break;
-                }
-                if self.shutdown.load(Ordering::Relaxed) {
-                    return Err(Error::Closed);
-                }
-                let pk = key::parse(it.key()).ok_or_else(|| {
-                    Error::corruption(
-                        format!("compaction input of table {}", p.table_id),
-                        "malformed key",
-                    )
-                })?;
-                if new_key || cur_key.is_empty() && versions.is_empty() {
-                    cur_key.clear();
-                    cur_key.extend_from_slice(pk.user_key);
-                }
-                versions.push((pk.seq, pk.kind, Bytes::copy_from_slice(it.value())));
-                it.next();
-            }
-            it.status()?;
-            if let Some(b) = builder.take() {
-                if b.entries() > 0 {
-                    outputs.push(self.finish_table(b)?);
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            for o in &outputs {
-                let _ = self.storage.delete(&table_path(o.number));
-            }
-            return Err(e);
-        }
-        let written = outputs.iter().map(|o| o.size).sum();
-        let mut edit = VersionEdit::default();
-        for f in &p.inputs {
-            edit.deleted.push((p.table_id, p.level, f.number));
-        }
-        for f in &p.overlapping {
-            edit.deleted.push((p.table_id, p.output_level, f.number));
-        }
-        for o in outputs {
-            edit.added.push((p.output_level, o));
-        }
-        Ok((edit, bytes_read, written))
-    }
-}
-
-fn file_meta(number: u64, size: u64, p: TableProperties) -> FileMeta {
-    FileMeta {
-        number,
-        table_id: p.table_id,
-        size,
-        entries: p.entries,
-        deletes: p.deletes,
-        min_seq: p.min_seq,
-        max_seq: p.max_seq,
-        smallest: p.smallest,
-        largest: p.largest,
-    }
-}
-
-fn compaction_loop(inner: &Arc<Inner>) {
-    loop {
-        let p = {
-            let mut st = inner.state.lock();
-            loop {
-                if inner.shutdown.load(Ordering::SeqCst) {
-                    return;
-                }
-                if inner.poison.lock().is_none() {
-                    let v = st.manifest.version.clone();
-                    if let Some(p) = pick(&v, &inner.opts.compaction, &st.pointers, &st.busy) {
-                        st.busy.insert(p.table_id);
-                        break p;
-                    }
-                }
-                inner.cv.wait(&mut st);
-            }
-        };
-        let r = inner.run_compaction(&p);
-        {
-            let mut st = inner.state.lock();
-            st.busy.remove(&p.table_id);
-            match r {
-                Ok((edit, read, written)) => {
-                    let outputs: Vec<u64> = edit.added.iter().map(|(_, f)| f.number).collect();
-                    match inner.commit_locked(&mut st, edit, |_| {}) {
-                        Ok(()) => {
-                            if p.level > 0 {
-                                if let Some(last) = p.inputs.last() {
-                                    st.pointers.insert(
-                                        (p.table_id, p.level),
-                                        last.largest_user().to_vec(),
-                                    );
-                                }
-                            }
-                            let c = &inner.counters;
-                            c.compactions.fetch_add(1, Ordering::Relaxed);
-                            c.compaction_read.fetch_add(read, Ordering::Relaxed);
-                            c.compaction_written.fetch_add(written, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            for n in outputs {
-                                let _ = inner.storage.delete(&table_path(n));
-                            }
-                            inner.set_poison(&format!("compaction commit failed: {e}"));
-                        }
-                    }
-                }
-                Err(Error::Closed) => {}
-                Err(e) => inner.set_poison(&format!("compaction failed: {e}")),
-            }
-            inner.cv.notify_all();
-        }
-        inner.purge();
     }
 }

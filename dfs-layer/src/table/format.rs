@@ -1,4 +1,4 @@
-//! Footer and properties codecs (layout in the module documentation of [`crate::table`]).
+//! Footer and properties codecs (byte layout: DESIGN.md §6.3).
 
 use crate::coding::{get_u32, get_u64, put_bytes, put_u32, put_u64, Reader};
 use crate::error::{Error, Result};

@@ -1,20 +1,9 @@
-//! Immutable sorted table files.
+//! Immutable sorted table files: data blocks, a bloom filter block, a properties block, an
+//! index block and a checksummed footer with a magic number and format version.
 //!
-//! ```text
-//! data block* | filter block | properties block | index block | footer (64 bytes)
-//! ```
-//! Every block is stored with the 5-byte trailer of [`crate::compress`] (type, crc32). Data
-//! blocks may be compressed (per level); filter, properties and index blocks are stored
-//! uncompressed. The index block maps the last internal key of each data block to its
-//! handle (`offset: u64 LE | stored_len: u32 LE`, the length including the trailer).
-//!
-//! Footer, all little-endian:
-//! ```text
-//! 0  index_off u64 | 8  index_len u64 | 16 filter_off u64 | 24 filter_len u64
-//! 32 props_off u64 | 40 props_len u64 | 48 format_version u32 | 52 magic u64
-//! 60 crc32 u32 over bytes 0..60
-//! ```
-//! `magic` is `TABLE_MAGIC` ("STRATATB" read as little-endian bytes), `format_version` is 1.
+//! The byte-level format is specified in DESIGN.md §6.3 (blocks: §6.1, trailers: §6.2), and
+//! only there; `format.rs` implements the footer and properties, `builder.rs` writes files,
+//! `reader.rs` reads and checks them.
 
 mod builder;
 mod format;

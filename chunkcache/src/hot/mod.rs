@@ -17,218 +17,23 @@
 //!   store per access). Clean entries (already in a lower tier) are dropped, dirty ones go
 //!   into chunks.
 
-use std::collections::BTreeSet;
+mod entry;
+#[cfg(test)]
+mod tests;
+
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
-use smallvec::SmallVec;
 use strata_dfs::key::{self, SeqNo, ValueKind};
-use strata_dfs::MergeOperator;
+use strata_dfs::{Folded, MergeOperator, VersionFold};
+
+use crate::dbkey;
+pub use entry::{chain_charge, entry_charge, Entry, HotValue, HotVersion};
+use entry::{merge_into, new_version, readable, unpersisted, HotKey, Shard};
 
 const SHARDS: usize = 64;
-
-/// A key as the hot tier stores it: inline up to 24 bytes (a Flink-shaped state key with
-/// its table id fits), so neither the hash probe nor the ordered index dereferences a
-/// pointer to compare keys, and a new short key costs no allocation.
-type HotKey = SmallVec<[u8; 24]>;
-
-/// A value or merge operand: inline up to 16 bytes (no allocation, no extra cache miss for
-/// Flink's 8-byte longs and counters); longer ones (lists) live on the heap.
-pub type HotValue = SmallVec<[u8; 16]>;
-
-/// An entry's versions, newest first: one inline (the common case without snapshots), more
-/// spill to the heap.
-type Chain = SmallVec<[HotVersion; 1]>;
-
-/// One version of a hot entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HotVersion {
-    /// Sequence number of the write.
-    pub seq: SeqNo,
-    /// Kind of the write.
-    pub kind: ValueKind,
-    /// Value (or merge operand); empty for deletes.
-    pub value: HotValue,
-}
-
-/// A hot entry: versions newest first, its access stamp, and its persistence watermark.
-///
-/// Versions with a sequence number `<= persisted` are also in a lower tier (chunks or
-/// table files); the others exist only here. The versions of a key across tiers are
-/// always contiguous: the hot chain holds the newest ones, lower tiers the older ones.
-#[derive(Debug)]
-pub struct Entry {
-    versions: Chain,
-    access: AtomicU32,
-    persisted: SeqNo,
-    /// Versions up to this sequence number are being copied down (packing or flushing):
-    /// writes must not fold into them until they are marked persisted.
-    frozen: SeqNo,
-}
-
-impl Entry {
-    /// Versions, newest first.
-    pub fn versions(&self) -> &[HotVersion] {
-        &self.versions
-    }
-    /// True if the newest version exists only in the hot tier.
-    pub fn is_dirty(&self) -> bool {
-        self.versions[0].seq > self.persisted
-    }
-}
-
-/// Bytes charged for an entry: the key (twice: hash map and ordered set), the entry struct
-/// (with its inline version and value), spilled version slots and values, and the map's
-/// control byte.
-pub fn entry_charge(key: &[u8], e: &Entry) -> usize {
-    charge(
-        key.len(),
-        if e.versions.spilled() {
-            e.versions.capacity()
-        } else {
-            0
-        },
-        e.versions
-            .iter()
-            .map(|v| {
-                if v.value.spilled() {
-                    v.value.capacity()
-                } else {
-                    0
-                }
-            })
-            .sum(),
-    )
-}
-
-/// What a chain of copied `versions` of `key` cost in the hot tier (as [`entry_charge`],
-/// with lengths for capacities); used to report the chunk compression ratio.
-pub fn chain_charge(key: &[u8], versions: &[HotVersion]) -> usize {
-    charge(
-        key.len(),
-        versions.len().saturating_sub(1),
-        versions
-            .iter()
-            .map(|v| if v.value.len() > 16 { v.value.len() } else { 0 })
-            .sum(),
-    )
-}
-
-fn charge(key_len: usize, spilled_slots: usize, value_bytes: usize) -> usize {
-    let key_heap = if key_len > 24 { 2 * key_len } else { 0 };
-    // The node (with malloc's 16-byte rounding), two hash-table slots (pointer and control
-    // byte; the table is between half and seven-eighths full), and the ordered index's
-    // key at about two-thirds B-tree node occupancy.
-    std::mem::size_of::<Node>().next_multiple_of(16)
-        + 2 * (std::mem::size_of::<usize>() + 1)
-        + std::mem::size_of::<HotKey>() * 3 / 2
-        + key_heap
-        + spilled_slots * std::mem::size_of::<HotVersion>()
-        + value_bytes
-}
-
-/// A hot entry with its key, in one allocation. The shard's hash table holds only pointers
-/// to nodes (9 bytes a slot with its control byte), so the table stays small enough to sit
-/// in the CPU cache while the nodes do not: a lookup costs one miss to memory, not two, and
-/// the table's spare capacity costs 9 bytes a slot rather than a whole entry.
-struct Node {
-    key: HotKey,
-    entry: Entry,
-}
-
-fn key_hash(key: &[u8]) -> u64 {
-    strata_dfs::internals::hash64(key)
-}
-
-/// A shard's hash index: keys to nodes, with a `HashMap`-like interface.
-#[derive(Default)]
-struct KeyMap {
-    table: hashbrown::HashTable<Box<Node>>,
-}
-
-impl KeyMap {
-    fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.table
-            .find(key_hash(key), |n| n.key[..] == *key)
-            .map(|n| &n.entry)
-    }
-
-    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.table
-            .find_mut(key_hash(key), |n| n.key[..] == *key)
-            .map(|n| &mut n.entry)
-    }
-
-    fn contains_key(&self, key: &[u8]) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// Inserts a key known to be absent.
-    fn insert(&mut self, key: HotKey, entry: Entry) {
-        self.table
-            .insert_unique(key_hash(&key), Box::new(Node { key, entry }), |n| {
-                key_hash(&n.key)
-            });
-    }
-
-    fn remove_entry(&mut self, key: &[u8]) -> Option<(HotKey, Entry)> {
-        let (node, _) = self
-            .table
-            .find_entry(key_hash(key), |n| n.key[..] == *key)
-            .ok()?
-            .remove();
-        let Node { key, entry } = *node;
-        Some((key, entry))
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&HotKey, &Entry)> {
-        self.table.iter().map(|n| (&n.key, &n.entry))
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = (&HotKey, &mut Entry)> {
-        self.table.iter_mut().map(|n| {
-            let Node { key, entry } = &mut **n;
-            (&*key, entry)
-        })
-    }
-}
-
-#[derive(Default)]
-struct Shard {
-    /// Lookups answered here / sent below; per shard (next to the lock word the reader has
-    /// just written) so that readers on different cores do not contend on one counter.
-    hits: AtomicU64,
-    misses: AtomicU64,
-    map: KeyMap,
-    order: BTreeSet<HotKey>,
-    bytes: usize,
-    /// Bumped whenever entries leave the shard (packing, flush-drops); promotion checks it.
-    generation: u64,
-}
-
-/// What a hot lookup found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HotLookup {
-    /// The key has a visible value.
-    Value(Vec<u8>),
-    /// The key is deleted.
-    Deleted,
-    /// Merge operands (already combined) whose base lies in a lower tier; `newest_seq` is
-    /// the sequence number of the newest operand.
-    Partial {
-        /// Combined operand.
-        operand: Vec<u8>,
-        /// Sequence number of the newest operand.
-        newest_seq: SeqNo,
-        /// Sequence number of the oldest operand folded in; lower tiers contribute only
-        /// versions older than this.
-        oldest_seq: SeqNo,
-    },
-    /// Nothing visible here; look in lower tiers.
-    Absent,
-}
 
 /// Counters of the hot tier (hits and misses are kept per shard: [`HotKv::hits_misses`]).
 #[derive(Debug, Default)]
@@ -302,9 +107,9 @@ impl HotKv {
 
     /// Length of the db-key prefix that routes keys of `key`'s table, if it routes by prefix.
     pub fn route_len(&self, key: &[u8]) -> Option<usize> {
-        let tid = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
+        let tid = dbkey::table_of(key)? as usize;
         let len = self.routes.get(tid)?.load(Ordering::Relaxed) as usize;
-        (len > 0).then_some(4 + len)
+        (len > 0).then_some(dbkey::TABLE_PREFIX_LEN + len)
     }
 
     /// The bytes of a db key that pick its shard.
@@ -461,43 +266,35 @@ impl HotKv {
     }
 
     /// Looks `key` up as of `seq`. Stamps the entry as recently used.
-    pub fn get(&self, key: &[u8], seq: SeqNo, merge: Option<&dyn MergeOperator>) -> HotLookup {
-        self.get_with_generation(key, seq, merge).0
+    pub fn get(&self, key: &[u8], seq: SeqNo, merge: Option<&dyn MergeOperator>) -> Folded {
+        let mut fold = VersionFold::new(merge, seq);
+        self.fold_into(key, &mut fold);
+        fold.finish()
     }
 
-    /// [`HotKv::get`], plus the shard generation read under the same lock (for
-    /// [`HotKv::promote`]).
-    pub fn get_with_generation(
-        &self,
-        key: &[u8],
-        seq: SeqNo,
-        merge: Option<&dyn MergeOperator>,
-    ) -> (HotLookup, u64) {
+    /// Pushes the versions of `key` a reader may combine with lower tiers into `fold`
+    /// (newest first, up to the first persisted merge operand) and stamps the entry as
+    /// recently used. Returns the shard generation read under the same lock, for
+    /// [`HotKv::promote`].
+    #[inline]
+    pub fn fold_into(&self, key: &[u8], fold: &mut VersionFold<'_>) -> u64 {
         let shard = self.shards[self.shard_of(key)].read();
-        let generation = shard.generation;
-        (self.lookup(&shard, key, seq, merge), generation)
-    }
-
-    fn lookup(
-        &self,
-        shard: &Shard,
-        key: &[u8],
-        seq: SeqNo,
-        merge: Option<&dyn MergeOperator>,
-    ) -> HotLookup {
-        let Some(e) = shard.map.get(key) else {
-            shard.misses.fetch_add(1, Ordering::Relaxed);
-            return HotLookup::Absent;
+        let answered = match shard.map.get(key) {
+            None => false,
+            Some(e) => {
+                e.access
+                    .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
+                for v in readable(e) {
+                    if !fold.push(v.seq, v.kind, &v.value) {
+                        break;
+                    }
+                }
+                fold.is_done()
+            }
         };
-        e.access
-            .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
-        let r = resolve(readable(e).filter(|v| v.seq <= seq), merge);
-        let c = match r {
-            HotLookup::Value(_) | HotLookup::Deleted => &shard.hits,
-            _ => &shard.misses,
-        };
+        let c = if answered { &shard.hits } else { &shard.misses };
         c.fetch_add(1, Ordering::Relaxed);
-        r
+        shard.generation
     }
 
     /// Shard generation of `key`, to be passed to [`HotKv::promote`].
@@ -710,296 +507,5 @@ impl HotKv {
             freed += delta;
         }
         freed
-    }
-}
-
-fn new_version(w: &HotWrite<'_>) -> HotVersion {
-    HotVersion {
-        seq: w.seq,
-        kind: w.kind,
-        value: HotValue::from_slice(w.value),
-    }
-}
-
-/// The versions of `e` a reader may combine with lower tiers, newest first: everything up
-/// to the first persisted merge operand. A persisted operand is left to the lower tiers,
-/// where compaction may already have folded it together with older operands under its
-/// sequence number; persisted values and tombstones end a lookup and are safe to use.
-fn readable(e: &Entry) -> impl Iterator<Item = &HotVersion> {
-    let persisted = e.persisted;
-    e.versions
-        .iter()
-        .take_while(move |v| !(v.seq <= persisted && v.kind == ValueKind::Merge))
-}
-
-/// The versions of `e` that are not yet in a lower tier.
-fn unpersisted(e: &Entry) -> Vec<HotVersion> {
-    e.versions
-        .iter()
-        .take_while(|v| v.seq > e.persisted)
-        .cloned()
-        .collect()
-}
-
-/// Folds `operand` into `existing` in place. A spilled value is handed to the operator as
-/// the `Vec` it already is (no copy); an inline one is copied out and back.
-fn merge_into(op: &dyn MergeOperator, existing: &mut HotValue, operand: &[u8]) {
-    let mut v = std::mem::take(existing).into_vec();
-    op.merge_in_place(&mut v, operand);
-    *existing = HotValue::from_vec(v);
-}
-
-/// Resolves visible versions (newest first) into a lookup result.
-pub fn resolve<'a>(
-    versions: impl Iterator<Item = &'a HotVersion>,
-    merge: Option<&dyn MergeOperator>,
-) -> HotLookup {
-    let mut acc: Option<(Vec<u8>, SeqNo)> = None;
-    let mut oldest = SeqNo::MAX;
-    for v in versions {
-        oldest = v.seq;
-        match (v.kind, acc.take()) {
-            (ValueKind::Put, None) => return HotLookup::Value(v.value.to_vec()),
-            (ValueKind::Delete, None) => return HotLookup::Deleted,
-            (ValueKind::Merge, None) => acc = Some((v.value.to_vec(), v.seq)),
-            (kind, Some((op_acc, newest))) => {
-                let Some(op) = merge else {
-                    return HotLookup::Value(op_acc);
-                };
-                match kind {
-                    ValueKind::Put => return HotLookup::Value(op.merge(Some(&v.value), &op_acc)),
-                    ValueKind::Delete => return HotLookup::Value(op.merge(None, &op_acc)),
-                    ValueKind::Merge => acc = Some((op.merge(Some(&v.value), &op_acc), newest)),
-                }
-            }
-        }
-    }
-    match acc {
-        Some((operand, newest_seq)) => HotLookup::Partial {
-            operand,
-            newest_seq,
-            oldest_seq: oldest,
-        },
-        None => HotLookup::Absent,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strata_dfs::AppendOperator;
-
-    const APPEND: AppendOperator = AppendOperator { delimiter: None };
-
-    fn w(seq: SeqNo, kind: ValueKind, value: &[u8], snap: Option<SeqNo>) -> HotWrite<'_> {
-        HotWrite {
-            seq,
-            kind,
-            value,
-            merge: Some(&APPEND),
-            latest_snapshot: snap,
-        }
-    }
-
-    #[test]
-    fn in_place_update_and_append_without_snapshots() {
-        let h = HotKv::new();
-        h.apply(b"k", w(1, ValueKind::Put, b"a", None));
-        let b1 = h.bytes();
-        h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
-        h.apply(b"k", w(3, ValueKind::Merge, b"c", None));
-        assert_eq!(
-            h.get(b"k", 10, Some(&APPEND)),
-            HotLookup::Value(b"abc".to_vec())
-        );
-        assert_eq!(h.stats.in_place.load(Ordering::Relaxed), 2);
-        assert!(h.bytes() >= b1);
-        h.apply(b"k", w(4, ValueKind::Delete, b"", None));
-        assert_eq!(h.get(b"k", 10, None), HotLookup::Deleted);
-        assert_eq!(h.len(), 1);
-    }
-
-    #[test]
-    fn snapshot_keeps_old_version_and_prune_drops_it_once_persisted() {
-        let h = HotKv::new();
-        h.apply(b"k", w(1, ValueKind::Put, b"old", None));
-        h.apply(b"k", w(5, ValueKind::Put, b"new", Some(3)));
-        assert_eq!(h.get(b"k", 3, None), HotLookup::Value(b"old".to_vec()));
-        assert_eq!(h.get(b"k", 9, None), HotLookup::Value(b"new".to_vec()));
-        assert_eq!(
-            h.prune_versions(),
-            0,
-            "nothing is below yet: nothing may go"
-        );
-        h.mark_persisted(b"k", 5);
-        let before = h.bytes();
-        let freed = h.prune_versions();
-        assert!(freed > 0 && h.bytes() == before - freed);
-        assert_eq!(
-            h.get(b"k", 3, None),
-            HotLookup::Absent,
-            "now read from below"
-        );
-        assert_eq!(h.get(b"k", 9, None), HotLookup::Value(b"new".to_vec()));
-    }
-
-    #[test]
-    fn merge_onto_a_persisted_operand_does_not_fold_it_in_again() {
-        let h = HotKv::new();
-        h.apply(b"k", w(1, ValueKind::Merge, b"a", None));
-        h.mark_persisted(b"k", 1);
-        h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
-        assert_eq!(
-            h.get(b"k", 9, Some(&APPEND)),
-            HotLookup::Partial {
-                operand: b"b".to_vec(),
-                newest_seq: 2,
-                oldest_seq: 2
-            },
-            "the persisted operand lives below and must not be folded into the hot one"
-        );
-        // A persisted operand alone is left to the lower tiers.
-        h.apply(b"p", w(6, ValueKind::Merge, b"z", None));
-        h.mark_persisted(b"p", 6);
-        assert_eq!(h.get(b"p", 9, Some(&APPEND)), HotLookup::Absent);
-        assert!(h.range(b"p", Some(b"q")).is_empty());
-        // Folding onto an unpersisted operand is fine.
-        h.apply(b"k", w(3, ValueKind::Merge, b"c", None));
-        assert_eq!(h.dirty_entries()[0].1.len(), 1);
-        assert_eq!(&h.dirty_entries()[0].1[0].value[..], b"bc");
-        // Onto a persisted full value, a merge yields a full value.
-        h.apply(b"v", w(4, ValueKind::Put, b"x", None));
-        h.mark_persisted(b"v", 4);
-        h.apply(b"v", w(5, ValueKind::Merge, b"y", None));
-        assert_eq!(
-            h.get(b"v", 9, Some(&APPEND)),
-            HotLookup::Value(b"xy".to_vec())
-        );
-    }
-
-    #[test]
-    fn partial_merge_reports_operand_and_resolves() {
-        let h = HotKv::new();
-        h.apply(b"k", w(7, ValueKind::Merge, b"x", None));
-        h.apply(b"k", w(8, ValueKind::Merge, b"y", None));
-        assert_eq!(
-            h.get(b"k", 9, Some(&APPEND)),
-            HotLookup::Partial {
-                operand: b"xy".to_vec(),
-                newest_seq: 8,
-                oldest_seq: 8
-            }
-        );
-        h.resolve_partial(b"k", 8, b"basexy");
-        assert_eq!(
-            h.get(b"k", 9, Some(&APPEND)),
-            HotLookup::Value(b"basexy".to_vec())
-        );
-    }
-
-    #[test]
-    fn frozen_versions_are_not_folded_into() {
-        let h = HotKv::new();
-        h.apply(b"k", w(1, ValueKind::Merge, b"a", None));
-        let cold = h.coldest(usize::MAX);
-        assert_eq!(cold[0].1.len(), 1);
-        h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
-        assert_eq!(
-            h.get(b"k", 9, Some(&APPEND)),
-            HotLookup::Partial {
-                operand: b"ab".to_vec(),
-                newest_seq: 2,
-                oldest_seq: 1
-            },
-            "the frozen version stays readable but the new operand is a separate version"
-        );
-        assert!(!h.remove_if_unchanged(b"k", 1));
-        h.mark_persisted(b"k", 1);
-        assert_eq!(
-            h.get(b"k", 9, Some(&APPEND)),
-            HotLookup::Partial {
-                operand: b"b".to_vec(),
-                newest_seq: 2,
-                oldest_seq: 2
-            }
-        );
-    }
-
-    #[test]
-    fn accounting_returns_to_zero_and_promotion_respects_generation() {
-        let h = HotKv::new();
-        for i in 0..1000u32 {
-            h.apply(
-                &i.to_be_bytes(),
-                w(u64::from(i) + 1, ValueKind::Put, &[1; 20], None),
-            );
-        }
-        assert!(h.bytes() > 1000 * 24);
-        let cold = h.coldest(usize::MAX);
-        assert_eq!(cold.len(), 1000);
-        let g = h.generation(&5u32.to_be_bytes());
-        for (k, _, newest) in cold {
-            assert!(h.remove_if_unchanged(&k, newest));
-        }
-        assert_eq!((h.bytes(), h.len()), (0, 0));
-        h.promote(&5u32.to_be_bytes(), g, 6, ValueKind::Put, b"stale");
-        assert_eq!(
-            h.len(),
-            0,
-            "promotion after a removal in the shard must be refused"
-        );
-        let g = h.generation(&5u32.to_be_bytes());
-        h.promote(&5u32.to_be_bytes(), g, 6, ValueKind::Put, b"v");
-        assert_eq!(
-            h.get(&5u32.to_be_bytes(), 9, None),
-            HotLookup::Value(b"v".to_vec())
-        );
-    }
-
-    #[test]
-    fn prefix_routing_keeps_a_prefix_in_one_shard_and_ranges_stay_exact() {
-        let h = HotKv::new();
-        h.set_route_prefix(1, 3);
-        let key = |g: u8, uk: u8| vec![0, 0, 0, 1, g, g, g, uk];
-        for g in 0..50u8 {
-            for uk in 0..10u8 {
-                h.apply(
-                    &key(g, uk),
-                    w(
-                        u64::from(g) * 10 + u64::from(uk) + 1,
-                        ValueKind::Put,
-                        b"v",
-                        None,
-                    ),
-                );
-            }
-        }
-        let shard = h.shard_of(&key(7, 0));
-        assert!((0..10).all(|uk| h.shard_of(&key(7, uk)) == shard));
-        // A prefix scan (one shard) and a cross-prefix range (all shards) are both exact.
-        let p = [0, 0, 0, 1, 7, 7, 7];
-        let r = h.range(&p, key::prefix_successor(&p).as_deref());
-        assert_eq!(r.len(), 10);
-        assert!(r.iter().all(|(k, _)| key::user_key(k).starts_with(&p)));
-        let r = h.range(&key(3, 5), Some(&key(9, 2)));
-        // group 3 from user key 5 (5 keys), groups 4-8 (50), group 9 up to user key 2 (2)
-        assert_eq!(r.len(), 5 + 50 + 2);
-    }
-
-    #[test]
-    fn range_is_sorted_and_bounded() {
-        let h = HotKv::new();
-        for i in (0..100u32).rev() {
-            h.apply(
-                &i.to_be_bytes(),
-                w(u64::from(i) + 1, ValueKind::Put, b"v", None),
-            );
-        }
-        let r = h.range(&10u32.to_be_bytes(), Some(&20u32.to_be_bytes()));
-        let keys: Vec<u32> = r
-            .iter()
-            .map(|(k, _)| u32::from_be_bytes(key::user_key(k).try_into().unwrap()))
-            .collect();
-        assert_eq!(keys, (10..20).collect::<Vec<_>>());
     }
 }

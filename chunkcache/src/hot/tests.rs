@@ -1,0 +1,248 @@
+//! Unit tests of the hot tier.
+
+use super::*;
+use strata_dfs::{AppendOperator, Folded};
+
+/// What a hot lookup found, without the sequence numbers of complete answers.
+#[derive(Debug, PartialEq, Eq)]
+enum HotLookup {
+    Value(Vec<u8>),
+    Deleted,
+    Partial {
+        operand: Vec<u8>,
+        newest_seq: SeqNo,
+        oldest_seq: SeqNo,
+    },
+    Absent,
+}
+
+fn lookup(h: &HotKv, key: &[u8], seq: SeqNo, merge: Option<&dyn MergeOperator>) -> HotLookup {
+    match h.get(key, seq, merge) {
+        Folded::Value { value, .. } => HotLookup::Value(value),
+        Folded::Deleted { .. } => HotLookup::Deleted,
+        Folded::Operands {
+            operand,
+            newest_seq,
+            oldest_seq,
+        } => HotLookup::Partial {
+            operand,
+            newest_seq,
+            oldest_seq,
+        },
+        Folded::Absent => HotLookup::Absent,
+    }
+}
+
+const APPEND: AppendOperator = AppendOperator { delimiter: None };
+
+fn w(seq: SeqNo, kind: ValueKind, value: &[u8], snap: Option<SeqNo>) -> HotWrite<'_> {
+    HotWrite {
+        seq,
+        kind,
+        value,
+        merge: Some(&APPEND),
+        latest_snapshot: snap,
+    }
+}
+
+#[test]
+fn in_place_update_and_append_without_snapshots() {
+    let h = HotKv::new();
+    h.apply(b"k", w(1, ValueKind::Put, b"a", None));
+    let b1 = h.bytes();
+    h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
+    h.apply(b"k", w(3, ValueKind::Merge, b"c", None));
+    assert_eq!(
+        lookup(&h, b"k", 10, Some(&APPEND)),
+        HotLookup::Value(b"abc".to_vec())
+    );
+    assert_eq!(h.stats.in_place.load(Ordering::Relaxed), 2);
+    assert!(h.bytes() >= b1);
+    h.apply(b"k", w(4, ValueKind::Delete, b"", None));
+    assert_eq!(lookup(&h, b"k", 10, None), HotLookup::Deleted);
+    assert_eq!(h.len(), 1);
+}
+
+#[test]
+fn snapshot_keeps_old_version_and_prune_drops_it_once_persisted() {
+    let h = HotKv::new();
+    h.apply(b"k", w(1, ValueKind::Put, b"old", None));
+    h.apply(b"k", w(5, ValueKind::Put, b"new", Some(3)));
+    assert_eq!(lookup(&h, b"k", 3, None), HotLookup::Value(b"old".to_vec()));
+    assert_eq!(lookup(&h, b"k", 9, None), HotLookup::Value(b"new".to_vec()));
+    assert_eq!(
+        h.prune_versions(),
+        0,
+        "nothing is below yet: nothing may go"
+    );
+    h.mark_persisted(b"k", 5);
+    let before = h.bytes();
+    let freed = h.prune_versions();
+    assert!(freed > 0 && h.bytes() == before - freed);
+    assert_eq!(
+        lookup(&h, b"k", 3, None),
+        HotLookup::Absent,
+        "now read from below"
+    );
+    assert_eq!(lookup(&h, b"k", 9, None), HotLookup::Value(b"new".to_vec()));
+}
+
+#[test]
+fn merge_onto_a_persisted_operand_does_not_fold_it_in_again() {
+    let h = HotKv::new();
+    h.apply(b"k", w(1, ValueKind::Merge, b"a", None));
+    h.mark_persisted(b"k", 1);
+    h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
+    assert_eq!(
+        lookup(&h, b"k", 9, Some(&APPEND)),
+        HotLookup::Partial {
+            operand: b"b".to_vec(),
+            newest_seq: 2,
+            oldest_seq: 2
+        },
+        "the persisted operand lives below and must not be folded into the hot one"
+    );
+    // A persisted operand alone is left to the lower tiers.
+    h.apply(b"p", w(6, ValueKind::Merge, b"z", None));
+    h.mark_persisted(b"p", 6);
+    assert_eq!(lookup(&h, b"p", 9, Some(&APPEND)), HotLookup::Absent);
+    assert!(h.range(b"p", Some(b"q")).is_empty());
+    // Folding onto an unpersisted operand is fine.
+    h.apply(b"k", w(3, ValueKind::Merge, b"c", None));
+    assert_eq!(h.dirty_entries()[0].1.len(), 1);
+    assert_eq!(&h.dirty_entries()[0].1[0].value[..], b"bc");
+    // Onto a persisted full value, a merge yields a full value.
+    h.apply(b"v", w(4, ValueKind::Put, b"x", None));
+    h.mark_persisted(b"v", 4);
+    h.apply(b"v", w(5, ValueKind::Merge, b"y", None));
+    assert_eq!(
+        lookup(&h, b"v", 9, Some(&APPEND)),
+        HotLookup::Value(b"xy".to_vec())
+    );
+}
+
+#[test]
+fn partial_merge_reports_operand_and_resolves() {
+    let h = HotKv::new();
+    h.apply(b"k", w(7, ValueKind::Merge, b"x", None));
+    h.apply(b"k", w(8, ValueKind::Merge, b"y", None));
+    assert_eq!(
+        lookup(&h, b"k", 9, Some(&APPEND)),
+        HotLookup::Partial {
+            operand: b"xy".to_vec(),
+            newest_seq: 8,
+            oldest_seq: 8
+        }
+    );
+    h.resolve_partial(b"k", 8, b"basexy");
+    assert_eq!(
+        lookup(&h, b"k", 9, Some(&APPEND)),
+        HotLookup::Value(b"basexy".to_vec())
+    );
+}
+
+#[test]
+fn frozen_versions_are_not_folded_into() {
+    let h = HotKv::new();
+    h.apply(b"k", w(1, ValueKind::Merge, b"a", None));
+    let cold = h.coldest(usize::MAX);
+    assert_eq!(cold[0].1.len(), 1);
+    h.apply(b"k", w(2, ValueKind::Merge, b"b", None));
+    assert_eq!(
+        lookup(&h, b"k", 9, Some(&APPEND)),
+        HotLookup::Partial {
+            operand: b"ab".to_vec(),
+            newest_seq: 2,
+            oldest_seq: 1
+        },
+        "the frozen version stays readable but the new operand is a separate version"
+    );
+    assert!(!h.remove_if_unchanged(b"k", 1));
+    h.mark_persisted(b"k", 1);
+    assert_eq!(
+        lookup(&h, b"k", 9, Some(&APPEND)),
+        HotLookup::Partial {
+            operand: b"b".to_vec(),
+            newest_seq: 2,
+            oldest_seq: 2
+        }
+    );
+}
+
+#[test]
+fn accounting_returns_to_zero_and_promotion_respects_generation() {
+    let h = HotKv::new();
+    for i in 0..1000u32 {
+        h.apply(
+            &i.to_be_bytes(),
+            w(u64::from(i) + 1, ValueKind::Put, &[1; 20], None),
+        );
+    }
+    assert!(h.bytes() > 1000 * 24);
+    let cold = h.coldest(usize::MAX);
+    assert_eq!(cold.len(), 1000);
+    let g = h.generation(&5u32.to_be_bytes());
+    for (k, _, newest) in cold {
+        assert!(h.remove_if_unchanged(&k, newest));
+    }
+    assert_eq!((h.bytes(), h.len()), (0, 0));
+    h.promote(&5u32.to_be_bytes(), g, 6, ValueKind::Put, b"stale");
+    assert_eq!(
+        h.len(),
+        0,
+        "promotion after a removal in the shard must be refused"
+    );
+    let g = h.generation(&5u32.to_be_bytes());
+    h.promote(&5u32.to_be_bytes(), g, 6, ValueKind::Put, b"v");
+    assert_eq!(
+        lookup(&h, &5u32.to_be_bytes(), 9, None),
+        HotLookup::Value(b"v".to_vec())
+    );
+}
+
+#[test]
+fn prefix_routing_keeps_a_prefix_in_one_shard_and_ranges_stay_exact() {
+    let h = HotKv::new();
+    h.set_route_prefix(1, 3);
+    let key = |g: u8, uk: u8| vec![0, 0, 0, 1, g, g, g, uk];
+    for g in 0..50u8 {
+        for uk in 0..10u8 {
+            h.apply(
+                &key(g, uk),
+                w(
+                    u64::from(g) * 10 + u64::from(uk) + 1,
+                    ValueKind::Put,
+                    b"v",
+                    None,
+                ),
+            );
+        }
+    }
+    let shard = h.shard_of(&key(7, 0));
+    assert!((0..10).all(|uk| h.shard_of(&key(7, uk)) == shard));
+    // A prefix scan (one shard) and a cross-prefix range (all shards) are both exact.
+    let p = [0, 0, 0, 1, 7, 7, 7];
+    let r = h.range(&p, key::prefix_successor(&p).as_deref());
+    assert_eq!(r.len(), 10);
+    assert!(r.iter().all(|(k, _)| key::user_key(k).starts_with(&p)));
+    let r = h.range(&key(3, 5), Some(&key(9, 2)));
+    // group 3 from user key 5 (5 keys), groups 4-8 (50), group 9 up to user key 2 (2)
+    assert_eq!(r.len(), 5 + 50 + 2);
+}
+
+#[test]
+fn range_is_sorted_and_bounded() {
+    let h = HotKv::new();
+    for i in (0..100u32).rev() {
+        h.apply(
+            &i.to_be_bytes(),
+            w(u64::from(i) + 1, ValueKind::Put, b"v", None),
+        );
+    }
+    let r = h.range(&10u32.to_be_bytes(), Some(&20u32.to_be_bytes()));
+    let keys: Vec<u32> = r
+        .iter()
+        .map(|(k, _)| u32::from_be_bytes(key::user_key(k).try_into().unwrap()))
+        .collect();
+    assert_eq!(keys, (10..20).collect::<Vec<_>>());
+}

@@ -1,0 +1,279 @@
+//! Maintenance: moving data down the middle tier. Packing turns the coldest hot entries into
+//! chunks; a chunk flush writes the oldest chunks out as level-0 table files; a full flush
+//! (`Db::flush`) writes every dirty hot entry and every chunk. Also the write-stall rule and
+//! the maintenance thread that runs all of it in the background.
+//!
+//! Invariant: every move publishes the data at its destination before removing it from its
+//! source (see the tier-ordering invariant in [`crate::tier`]), and all of it runs under the
+//! maintenance lock, one move at a time.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_dfs::key;
+use strata_dfs::{
+    filter_version, CompactionFilter, Error, InternalIterator, ManifestState, MergingIterator,
+    Result, VecIter, VersionEdit,
+};
+
+use crate::chunk::Chunk;
+use crate::dbkey::{self, StripPrefix};
+use crate::hot::chain_charge;
+use crate::tier::{MiddleTier, Shared};
+
+impl MiddleTier {
+    /// Called after writes: wakes maintenance when a tier is over budget and stalls the
+    /// caller while the hot tier is over its hard limit (the write-stall rule).
+    pub fn after_write(&self) -> Result<()> {
+        let s = &self.s;
+        if s.hot.bytes() > s.settings.hot_budget {
+            s.signal();
+        }
+        if s.hot.bytes() > s.settings.hot_stall_bytes {
+            s.counters.write_stalls.fetch_add(1, Ordering::Relaxed);
+            let mut g = s.room.lock();
+            while s.hot.bytes() > s.settings.hot_stall_bytes {
+                s.tree.check_poison()?;
+                if s.shutdown.load(Ordering::SeqCst) {
+                    return Err(Error::Closed);
+                }
+                s.signal();
+                s.room_cv.wait(&mut g);
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists every dirty hot entry and every chunk as level-0 files and commits them with
+    /// `update` applied to the manifest in the same commit. Hot entries stay resident, now
+    /// clean; flushed chunks are dropped. REQUIRES: every write up to the sequence number the
+    /// caller records in `update` has been applied.
+    pub fn flush_all(&self, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
+        let s = &self.s;
+        let _m = s.maint.lock();
+        s.tree.check_poison()?;
+        let dirty = s.hot.dirty_entries();
+        let chunks: Vec<Arc<Chunk>> = s.chunks.read().clone();
+        let mut hot_entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
+        for (k, versions) in &dirty {
+            for v in versions {
+                hot_entries.push((
+                    key::internal_key(k, v.seq, v.kind),
+                    Bytes::copy_from_slice(&v.value),
+                ));
+            }
+        }
+        hot_entries.sort_by(|a, b| key::compare(&a.0, &b.0));
+        // Chunks and hot entries go to separate level-0 files (chunks first, so the hot file
+        // is newer): a file never folds a hot version together with a chunk version, so
+        // either source may leave memory first without hiding the other (see DESIGN.md).
+        let mut edit = s.write_l0(&mut chunks_iter(&chunks))?;
+        let mut hot_iter = VecIter::new(hot_entries);
+        edit.added.extend(s.write_l0(&mut hot_iter)?.added);
+        s.tree.commit(edit, update)?;
+        s.remove_chunks(&chunks);
+        for (k, versions) in &dirty {
+            s.hot.mark_persisted(k, versions[0].seq);
+        }
+        s.counters.full_flushes.fetch_add(1, Ordering::Relaxed);
+        s.tree.kick();
+        Ok(())
+    }
+
+    /// Runs one maintenance pass now on the caller's thread (tests, and `Db::maintain`).
+    pub fn maintain_now(&self) -> Result<()> {
+        self.s.maintain()
+    }
+}
+
+/// One db-key stream over `chunks`, newest first (as the merging iterator expects).
+fn chunks_iter(chunks: &[Arc<Chunk>]) -> MergingIterator {
+    let children: Vec<Box<dyn InternalIterator>> = chunks
+        .iter()
+        .map(|c| Box::new(c.iter()) as Box<dyn InternalIterator>)
+        .collect();
+    MergingIterator::new(children)
+}
+
+impl Shared {
+    pub(crate) fn signal(&self) {
+        let mut w = self.wake.lock();
+        *w = true;
+        self.wake_cv.notify_one();
+    }
+
+    fn notify_room(&self) {
+        let _g = self.room.lock();
+        self.room_cv.notify_all();
+    }
+
+    fn maintain(&self) -> Result<()> {
+        let _m = self.maint.lock();
+        self.tree.check_poison()?;
+        if self.hot.bytes() > self.settings.hot_budget {
+            self.hot.prune_versions();
+            if self.hot.bytes() > self.settings.hot_budget {
+                self.pack()?;
+            }
+            self.notify_room();
+        }
+        while self.chunk_bytes.load(Ordering::Relaxed) > self.settings.chunk_budget {
+            self.flush_oldest_chunks()?;
+        }
+        Ok(())
+    }
+
+    /// Moves the coldest hot entries into new chunks (dirty ones) or drops them (clean).
+    /// Every unpersisted version is packed: a snapshot taken after a list of snapshots was
+    /// read could need any of them.
+    fn pack(&self) -> Result<()> {
+        let target = self
+            .hot
+            .bytes()
+            .saturating_sub(self.settings.hot_budget * 3 / 4);
+        self.hot.advance_epoch();
+        let cands = self.hot.coldest(target);
+        let mut entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
+        let mut raw = 0usize;
+        let mut filters: HashMap<u32, Option<Arc<dyn CompactionFilter>>> = HashMap::new();
+        for (k, versions, _) in &cands {
+            if versions.is_empty() {
+                continue;
+            }
+            let (tid, user_key) = dbkey::decode(k).unwrap_or((0, &[]));
+            let filter = filters
+                .entry(tid)
+                .or_insert_with(|| self.hooks.compaction_filter(tid))
+                .clone();
+            for v in versions {
+                let value = Bytes::copy_from_slice(&v.value);
+                let (kind, value) = match &filter {
+                    Some(f) => filter_version(&**f, user_key, v.kind, value),
+                    None => (v.kind, value),
+                };
+                entries.push((key::internal_key(k, v.seq, kind), value));
+            }
+            raw += chain_charge(k, versions);
+        }
+        entries.sort_by(|a, b| key::compare(&a.0, &b.0));
+        if !entries.is_empty() {
+            let id = self.next_chunk.fetch_add(1, Ordering::Relaxed);
+            let chunk = Arc::new(Chunk::build(
+                id,
+                &entries,
+                self.settings.chunk_block_bytes,
+                raw,
+                &|k| self.hot.route_len(k),
+            ));
+            let c = &self.counters;
+            c.packed_entries
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            c.packed_raw_bytes.fetch_add(raw as u64, Ordering::Relaxed);
+            c.packed_chunk_bytes
+                .fetch_add(chunk.size() as u64, Ordering::Relaxed);
+            self.chunk_bytes.fetch_add(chunk.size(), Ordering::Relaxed);
+            // Publish before removing from the hot tier.
+            self.chunks.write().insert(0, chunk);
+        }
+        for (k, versions, newest) in &cands {
+            if self.hot.remove_if_unchanged(k, *newest) {
+                if versions.is_empty() {
+                    self.counters.dropped_clean.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                // Written meanwhile: the copied versions now live in the chunk too.
+                self.hot.mark_persisted(k, *newest);
+            }
+        }
+        self.counters.packs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes the oldest chunks (about a quarter of the chunk budget) to level 0.
+    fn flush_oldest_chunks(&self) -> Result<()> {
+        let goal = self
+            .chunk_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.settings.chunk_budget * 3 / 4);
+        let victims: Vec<Arc<Chunk>> = {
+            let chunks = self.chunks.read();
+            let mut taken = 0;
+            let mut v = Vec::new();
+            for c in chunks.iter().rev() {
+                if taken >= goal && !v.is_empty() {
+                    break;
+                }
+                taken += c.size();
+                v.push(c.clone());
+            }
+            v.reverse(); // newest first, as the merging iterator expects
+            v
+        };
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let edit = self.write_l0(&mut chunks_iter(&victims))?;
+        let bytes: u64 = edit.added.iter().map(|(_, f)| f.size).sum();
+        self.tree.commit(edit, |_| {})?;
+        self.remove_chunks(&victims);
+        self.counters.chunk_flushes.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .chunk_flush_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.tree.kick();
+        Ok(())
+    }
+
+    fn remove_chunks(&self, gone: &[Arc<Chunk>]) {
+        let mut chunks = self.chunks.write();
+        let before: usize = chunks.iter().map(|c| c.size()).sum();
+        chunks.retain(|c| !gone.iter().any(|g| g.id() == c.id()));
+        let after: usize = chunks.iter().map(|c| c.size()).sum();
+        self.chunk_bytes
+            .fetch_sub(before - after, Ordering::Relaxed);
+    }
+
+    /// Cuts a sorted db-key stream into one run per state table and writes each through
+    /// the tree's table writer as level-0 files (waiting for level-0 room first). Returns
+    /// the files to commit.
+    fn write_l0(&self, it: &mut dyn InternalIterator) -> Result<VersionEdit> {
+        it.seek_to_first();
+        let mut edit = VersionEdit::default();
+        while it.valid() {
+            let table_id = dbkey::table_of(key::user_key(it.key()))
+                .ok_or_else(|| Error::corruption("chunk", "key without a table prefix"))?;
+            self.tree.wait_for_l0_room(table_id)?;
+            let mut run = StripPrefix::new(&mut *it, table_id);
+            for f in self.tree.write_l0(table_id, &mut run)? {
+                edit.added.push((0, f));
+            }
+        }
+        it.status()?;
+        Ok(edit)
+    }
+}
+
+/// The maintenance thread: waits to be signalled, then runs a pass. A failure other than
+/// shutdown poisons the tree, so writers see it.
+pub(crate) fn maintenance_loop(s: &Arc<Shared>) {
+    loop {
+        {
+            let mut w = s.wake.lock();
+            while !*w && !s.shutdown.load(Ordering::SeqCst) {
+                s.wake_cv.wait(&mut w);
+            }
+            *w = false;
+        }
+        if s.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = s.maintain() {
+            if !matches!(e, Error::Closed | Error::Poisoned(_)) {
+                s.tree.poison(&format!("maintenance failed: {e}"));
+            }
+        }
+        s.notify_room();
+    }
+}

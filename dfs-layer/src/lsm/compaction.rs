@@ -1,0 +1,191 @@
+//! Compaction: the background threads that run picked compactions, the caller-driven full
+//! compaction of one table (`Db::compact_table`), and installing a compaction's result.
+//!
+//! Invariant: at most one compaction per state table runs at a time (`State::busy`), in
+//! the background or on a caller's thread; its inputs stay referenced by the current
+//! version until its outputs are committed in their place, and outputs of a compaction
+//! that fails or is not committed are deleted.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::level_iter::level_iter;
+use super::picker::{pick, CompactionPick};
+use super::tree::{Inner, LsmTree, State};
+use super::version::{table_path, VersionEdit, NUM_LEVELS};
+use super::writer::{write_run, RunSpec};
+use crate::error::{Error, Result};
+use crate::iter::{InternalIterator, MergingIterator};
+
+/// What a finished compaction run produced: the edit, bytes read, bytes written.
+type RunResult = Result<(VersionEdit, u64, u64)>;
+
+impl LsmTree {
+    /// Blocks until no compaction is runnable or running (tests, bulk loads).
+    pub fn wait_for_compactions(&self) -> Result<()> {
+        let inner = &self.inner;
+        let mut st = inner.state.lock();
+        loop {
+            inner.check_poison()?;
+            let v = st.manifest.version.clone();
+            let idle = st.busy.is_empty()
+                && pick(&v, &inner.opts.compaction, &st.pointers, &HashSet::new()).is_none();
+            if idle || inner.shutdown.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            inner.cv.notify_all();
+            inner.cv.wait(&mut st);
+        }
+    }
+
+    /// Compacts every level of `table_id` into the next, top to bottom, until all its data
+    /// is in one level (RocksDB's `CompactRange` over the whole table): the last step is
+    /// bottommost, so tombstones and filtered data are dropped there. Runs on the caller's
+    /// thread, holding the table's compaction slot, so background threads skip the table
+    /// meanwhile.
+    pub fn compact_table_fully(&self, table_id: u32) -> Result<()> {
+        let inner = &self.inner;
+        let deepest = {
+            let st = inner.state.lock();
+            let v = st.manifest.version.clone();
+            let Some(lv) = v.levels(table_id) else {
+                return Ok(());
+            };
+            (0..NUM_LEVELS)
+                .rev()
+                .find(|&l| !lv.files[l].is_empty())
+                .unwrap_or(0)
+        };
+        for level in 0..=deepest.min(NUM_LEVELS - 2) {
+            let p = {
+                let mut st = inner.state.lock();
+                while st.busy.contains(&table_id) {
+                    inner.check_poison()?;
+                    inner.cv.wait(&mut st);
+                }
+                let v = st.manifest.version.clone();
+                let Some(lv) = v.levels(table_id) else {
+                    return Ok(());
+                };
+                if lv.files[level].is_empty() {
+                    continue;
+                }
+                st.busy.insert(table_id);
+                CompactionPick {
+                    table_id,
+                    level,
+                    output_level: level + 1,
+                    inputs: lv.files[level].clone(),
+                    overlapping: lv.files[level + 1].clone(),
+                    bottommost: (level + 2..NUM_LEVELS).all(|l| lv.files[l].is_empty()),
+                    score: 0.0,
+                }
+            };
+            let r = inner.run_compaction(&p);
+            let mut st = inner.state.lock();
+            let installed = inner.install_compaction(&mut st, &p, r);
+            inner.cv.notify_all();
+            installed?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Merges the inputs of `p` and writes them through the one table writer.
+    pub(super) fn run_compaction(self: &Arc<Self>, p: &CompactionPick) -> RunResult {
+        let open = self.open_fn();
+        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+        if p.level == 0 {
+            for f in &p.inputs {
+                children.push(Box::new(level_iter(vec![f.clone()], open.clone(), true)));
+            }
+        } else {
+            children.push(Box::new(level_iter(p.inputs.clone(), open.clone(), true)));
+        }
+        if !p.overlapping.is_empty() {
+            children.push(Box::new(level_iter(p.overlapping.clone(), open, true)));
+        }
+        let bytes_read: u64 = p.inputs.iter().chain(&p.overlapping).map(|f| f.size).sum();
+        let mut it = MergingIterator::new(children);
+        it.seek_to_first();
+        let spec = RunSpec {
+            table_id: p.table_id,
+            bottommost: p.bottommost,
+            split_bytes: Some(self.opts.compaction.target_file_bytes),
+            build: self.build_options(p.table_id, p.output_level),
+        };
+        let outputs = write_run(&self.run_target(), spec, &mut it)?;
+        let written = outputs.iter().map(|o| o.size).sum();
+        let mut edit = VersionEdit::default();
+        for f in &p.inputs {
+            edit.deleted.push((p.table_id, p.level, f.number));
+        }
+        for f in &p.overlapping {
+            edit.deleted.push((p.table_id, p.output_level, f.number));
+        }
+        for o in outputs {
+            edit.added.push((p.output_level, o));
+        }
+        Ok((edit, bytes_read, written))
+    }
+
+    /// Releases the table's compaction slot and commits the result of `p`. A failed commit
+    /// deletes the outputs and poisons the tree (the manifest store is in doubt).
+    fn install_compaction(&self, st: &mut State, p: &CompactionPick, r: RunResult) -> Result<()> {
+        st.busy.remove(&p.table_id);
+        let (edit, read, written) = r?;
+        let outputs: Vec<u64> = edit.added.iter().map(|(_, f)| f.number).collect();
+        if let Err(e) = self.commit_locked(st, edit, |_| {}) {
+            for n in outputs {
+                let _ = self.storage.delete(&table_path(n));
+            }
+            self.set_poison(&format!("compaction commit failed: {e}"));
+            return Err(e);
+        }
+        if p.level > 0 {
+            if let Some(last) = p.inputs.last() {
+                st.pointers
+                    .insert((p.table_id, p.level), last.largest_user().to_vec());
+            }
+        }
+        let c = &self.counters;
+        c.compactions.fetch_add(1, Ordering::Relaxed);
+        c.compaction_read.fetch_add(read, Ordering::Relaxed);
+        c.compaction_written.fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A compaction thread: waits for a pick, runs it, installs it, purges obsolete files.
+pub(super) fn compaction_loop(inner: &Arc<Inner>) {
+    loop {
+        let p = {
+            let mut st = inner.state.lock();
+            loop {
+                if inner.shutdown.load(Ordering::SeqCst) {
+                    return;
+                }
+                if inner.poison.lock().is_none() {
+                    let v = st.manifest.version.clone();
+                    if let Some(p) = pick(&v, &inner.opts.compaction, &st.pointers, &st.busy) {
+                        st.busy.insert(p.table_id);
+                        break p;
+                    }
+                }
+                inner.cv.wait(&mut st);
+            }
+        };
+        let r = inner.run_compaction(&p);
+        {
+            let mut st = inner.state.lock();
+            match inner.install_compaction(&mut st, &p, r) {
+                Ok(()) | Err(Error::Closed) => {}
+                Err(e) => inner.set_poison(&format!("compaction failed: {e}")),
+            }
+            inner.cv.notify_all();
+        }
+        inner.purge();
+    }
+}

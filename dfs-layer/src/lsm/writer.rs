@@ -1,0 +1,153 @@
+//! The one writer of table files: a sorted stream of versions of one state table is grouped
+//! by user key, collapsed ([`collapse_filtered`]: snapshots, merges, the compaction filter)
+//! and written as table files. Level-0 flushes (of chunks and of hot entries) and
+//! compaction both write through [`write_run`].
+//!
+//! Invariant: a run either returns every file it wrote or deletes them all; the caller
+//! commits the returned files to a version, so nothing half-written is ever referenced.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::collapse::{collapse_filtered, CollapseContext, KeyVersion};
+use super::version::{table_path, FileMeta};
+use crate::error::{Error, Result};
+use crate::iter::InternalIterator;
+use crate::key;
+use crate::storage::Storage;
+use crate::table::{TableBuildOptions, TableBuilder, TableProperties};
+use crate::TreeHooks;
+
+/// What one run writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunSpec {
+    /// The state table the versions belong to.
+    pub table_id: u32,
+    /// True if no older version of any key can exist below the output.
+    pub bottommost: bool,
+    /// Start a new file once the current one reaches this size (`None`: one file).
+    pub split_bytes: Option<u64>,
+    /// Table file settings for the output level.
+    pub build: TableBuildOptions,
+}
+
+/// Where a run writes and how it names its files.
+pub(crate) struct RunTarget<'a> {
+    pub storage: &'a Arc<dyn Storage>,
+    pub hooks: &'a dyn TreeHooks,
+    /// The tree's next file number.
+    pub next_file: &'a AtomicU64,
+    /// Set when the tree shuts down: the run stops with [`Error::Closed`].
+    pub shutdown: &'a AtomicBool,
+}
+
+/// Writes the versions of `input` from its current position to its end. Returns the files
+/// written, in key order (none if every version collapsed away). On any error the files
+/// written so far are deleted.
+pub(crate) fn write_run(
+    target: &RunTarget<'_>,
+    spec: RunSpec,
+    input: &mut dyn InternalIterator,
+) -> Result<Vec<FileMeta>> {
+    let mut outputs = Vec::new();
+    let r = write_run_into(target, spec, input, &mut outputs);
+    if let Err(e) = r {
+        for o in &outputs {
+            let _ = target.storage.delete(&table_path(o.number));
+        }
+        return Err(e);
+    }
+    Ok(outputs)
+}
+
+fn write_run_into(
+    target: &RunTarget<'_>,
+    spec: RunSpec,
+    it: &mut dyn InternalIterator,
+    outputs: &mut Vec<FileMeta>,
+) -> Result<()> {
+    let snapshots = target.hooks.snapshots();
+    let merge = target.hooks.merge_operator(spec.table_id);
+    let filter = target.hooks.compaction_filter(spec.table_id);
+    let cx = CollapseContext {
+        snapshots: &snapshots,
+        merge: merge.as_deref(),
+        bottommost: spec.bottommost,
+        filter: filter.as_deref(),
+    };
+    let mut builder: Option<TableBuilder> = None;
+    let mut cur_key: Vec<u8> = Vec::new();
+    let mut versions: Vec<KeyVersion> = Vec::new();
+    loop {
+        let at_end = !it.valid();
+        if !at_end && target.shutdown.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        let pk = if at_end {
+            None
+        } else {
+            Some(key::parse(it.key()).ok_or_else(|| {
+                Error::corruption(
+                    format!("input of a table {} write", spec.table_id),
+                    "malformed key",
+                )
+            })?)
+        };
+        let new_key = pk.is_some_and(|p| p.user_key != cur_key.as_slice());
+        if (at_end || new_key) && !versions.is_empty() {
+            for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
+                let b = builder.get_or_insert_with(|| TableBuilder::new(spec.build, spec.table_id));
+                b.add(&key::internal_key(&cur_key, seq, kind), &v);
+            }
+            versions.clear();
+            let full = |b: &TableBuilder| spec.split_bytes.is_some_and(|s| b.estimated_size() >= s);
+            if builder.as_ref().is_some_and(full) {
+                let b = builder.take().expect("checked");
+                outputs.push(finish_table(target, b)?);
+            }
+        }
+        let Some(pk) = pk else {
+            break;
+        };
+        if versions.is_empty() {
+            cur_key.clear();
+            cur_key.extend_from_slice(pk.user_key);
+        }
+        versions.push((pk.seq, pk.kind, Bytes::copy_from_slice(it.value())));
+        it.next();
+    }
+    it.status()?;
+    if let Some(b) = builder.take().filter(|b| b.entries() > 0) {
+        outputs.push(finish_table(target, b)?);
+    }
+    Ok(())
+}
+
+/// Numbers, encodes and stores one table file. A failed store leaves no file behind.
+pub(crate) fn finish_table(target: &RunTarget<'_>, b: TableBuilder) -> Result<FileMeta> {
+    let number = target.next_file.fetch_add(1, Ordering::SeqCst);
+    let (bytes, props) = b.finish();
+    let size = bytes.len() as u64;
+    let path = table_path(number);
+    if let Err(e) = target.storage.put(&path, bytes) {
+        let _ = target.storage.delete(&path);
+        return Err(e);
+    }
+    Ok(file_meta(number, size, props))
+}
+
+fn file_meta(number: u64, size: u64, p: TableProperties) -> FileMeta {
+    FileMeta {
+        number,
+        table_id: p.table_id,
+        size,
+        entries: p.entries,
+        deletes: p.deletes,
+        min_seq: p.min_seq,
+        max_seq: p.max_seq,
+        smallest: p.smallest,
+        largest: p.largest,
+    }
+}

@@ -1,0 +1,117 @@
+//! Opening a database: the store, the block cache, the LSM tree and the middle tier over
+//! it, the state tables the manifest defines, then WAL replay.
+//!
+//! Invariant: nothing is written to the database before the manifest is loaded and every
+//! recovered table is registered, so replayed writes find their tables and merge operators.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use strata_chunkcache::{MiddleSettings, MiddleTier};
+use strata_dfs::{BlockCache, Error, LsmTree, ObjectStorage, Result, Storage, TreeOptions};
+
+use crate::catalog::{Hooks, DEFAULT_TABLE};
+use crate::commit::{ApplyState, CommitQueue};
+use crate::db::{Db, DbBuilder};
+use crate::inner::Inner;
+use crate::options::TableOptions;
+use crate::recovery::RecoveryInfo;
+
+impl Db {
+    pub(crate) fn open_with(b: DbBuilder) -> Result<Db> {
+        b.settings.validate()?;
+        let settings = b.settings;
+        let storage: Arc<dyn Storage> = match (&b.storage, &b.dir) {
+            (Some(s), _) => s.clone(),
+            (None, Some(d)) => Arc::new(ObjectStorage::local(d.join("data"))?),
+            (None, None) => {
+                return Err(Error::invalid("DbBuilder needs a path or a storage"));
+            }
+        };
+        let split = settings.split();
+        let mut cache = BlockCache::new(split.block_cache);
+        if storage.is_remote() {
+            if let Some(dir) = &settings.disk_cache_dir {
+                cache = cache.with_disk_tier(dir.clone(), settings.disk_cache_bytes)?;
+            }
+        }
+        let cache = Arc::new(cache);
+        let hooks = Arc::new(Hooks::default());
+        let tree_opts = TreeOptions {
+            compaction: settings.effective_compaction(),
+            block_bytes: settings.table_block_bytes,
+            restart_interval: 16,
+            bloom_bits_per_key: settings.bloom_bits_per_key,
+            compaction_threads: settings.compaction_threads,
+        };
+        let (tree, recovered) = LsmTree::open(
+            storage.clone(),
+            Some(cache.clone()),
+            tree_opts,
+            hooks.clone(),
+        )?;
+        let middle = MiddleTier::new(
+            tree,
+            hooks.clone(),
+            MiddleSettings {
+                hot_budget: split.hot,
+                chunk_budget: split.chunks,
+                chunk_block_bytes: settings.chunk_block_bytes,
+                hot_stall_bytes: split.hot + split.hot / 2,
+            },
+        )?;
+        let last_seq = recovered.state.last_seq.max(middle.max_file_seq());
+        let wal_dir = settings
+            .wal_dir
+            .clone()
+            .or_else(|| b.dir.as_ref().map(|d| d.join("wal")));
+        if settings.wal_enabled && wal_dir.is_none() {
+            return Err(Error::invalid(
+                "wal_enabled needs settings.wal_dir when the store is not a local directory",
+            ));
+        }
+        let mut recovery = RecoveryInfo {
+            manifest_generation: recovered.recovery.as_ref().map_or(0, |r| r.generation),
+            skipped_torn_manifest: recovered
+                .recovery
+                .as_ref()
+                .and_then(|r| r.skipped_torn.clone()),
+            orphans_deleted: recovered.orphans_deleted,
+            ..Default::default()
+        };
+        let inner = Arc::new(Inner {
+            settings,
+            storage,
+            middle,
+            hooks,
+            cache,
+            merge_ops: b.merge_ops,
+            clock: b.clock,
+            commits: CommitQueue::default(),
+            apply: Mutex::new(ApplyState { wal: None }),
+            last_seq: AtomicU64::new(last_seq),
+            wal_dir,
+            wal_bytes: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            table_lock: Mutex::new(()),
+            bg_flush: Mutex::new(None),
+            flushing: AtomicBool::new(false),
+        });
+        for (id, def) in &recovered.state.tables {
+            inner.register_table(*id, def)?;
+        }
+        inner.recover_wal(
+            recovered.state.log_number,
+            recovered.state.last_seq,
+            &mut recovery,
+        )?;
+        if inner.table(DEFAULT_TABLE).is_none() {
+            inner.create_table(DEFAULT_TABLE, TableOptions::default())?;
+        }
+        Ok(Db {
+            inner,
+            recovery: Arc::new(recovery),
+        })
+    }
+}
