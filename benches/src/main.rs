@@ -64,7 +64,7 @@ struct CompareArgs {
     #[arg(long, default_value = "1,2", value_delimiter = ',')]
     threads: Vec<usize>,
     /// Folder for results.jsonl, results.md and ratios.svg.
-    #[arg(long, default_value = "results")]
+    #[arg(long, default_value = "benches/results")]
     out: PathBuf,
 }
 

@@ -4,7 +4,7 @@
 //! level-0 table files of the LSM tree below.
 //!
 //! Where things live: [`tier`](MiddleTier) is the coordinator and read path, `maintenance`
-//! moves data down, `hot/` is the hot KV cache, `chunk` the chunks, `dbkey` the one key
+//! moves data down, `shared` the state they share, `hot/` is the hot KV cache, `chunk` the chunks, `dbkey` the one key
 //! codec, `doorkeeper` the promotion filter, `stats` the counters.
 #![deny(missing_docs)]
 
@@ -13,10 +13,12 @@ pub mod dbkey;
 mod doorkeeper;
 mod hot;
 mod maintenance;
+mod shared;
 mod stats;
 mod tier;
 
 pub use chunk::{Chunk, ChunkBlocks, ChunkIter};
 pub use hot::{chain_charge, entry_charge, HotKv, HotVersion, HotWrite, ROUTED_TABLES};
+pub use shared::MiddleSettings;
 pub use stats::MiddleStats;
-pub use tier::{MiddleSettings, MiddleTier};
+pub use tier::MiddleTier;

@@ -4,7 +4,7 @@
 //! the maintenance thread that runs all of it in the background.
 //!
 //! Invariant: every move publishes the data at its destination before removing it from its
-//! source (see the tier-ordering invariant in [`crate::tier`]), and all of it runs under the
+//! source (see the tier-ordering invariant in `tier.rs`), and all of it runs under the
 //! maintenance lock, one move at a time.
 
 use std::collections::HashMap;
@@ -21,13 +21,13 @@ use strata_dfs::{
 use crate::chunk::Chunk;
 use crate::dbkey::{self, StripPrefix};
 use crate::hot::chain_charge;
-use crate::tier::{MiddleTier, Shared};
+use crate::shared::Shared;
 
-impl MiddleTier {
+impl Shared {
     /// Called after writes: wakes maintenance when a tier is over budget and stalls the
     /// caller while the hot tier is over its hard limit (the write-stall rule).
-    pub fn after_write(&self) -> Result<()> {
-        let s = &self.s;
+    pub(crate) fn after_write(&self) -> Result<()> {
+        let s = self;
         if s.hot.bytes() > s.settings.hot_budget {
             s.signal();
         }
@@ -50,8 +50,8 @@ impl MiddleTier {
     /// `update` applied to the manifest in the same commit. Hot entries stay resident, now
     /// clean; flushed chunks are dropped. REQUIRES: every write up to the sequence number the
     /// caller records in `update` has been applied.
-    pub fn flush_all(&self, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
-        let s = &self.s;
+    pub(crate) fn flush_all(&self, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
+        let s = self;
         let _m = s.maint.lock();
         s.tree.check_poison()?;
         let dirty = s.hot.dirty_entries();
@@ -81,11 +81,6 @@ impl MiddleTier {
         s.tree.kick();
         Ok(())
     }
-
-    /// Runs one maintenance pass now on the caller's thread (tests, and `Db::maintain`).
-    pub fn maintain_now(&self) -> Result<()> {
-        self.s.maintain()
-    }
 }
 
 /// One db-key stream over `chunks`, newest first (as the merging iterator expects).
@@ -109,7 +104,7 @@ impl Shared {
         self.room_cv.notify_all();
     }
 
-    fn maintain(&self) -> Result<()> {
+    pub(crate) fn maintain(&self) -> Result<()> {
         let _m = self.maint.lock();
         self.tree.check_poison()?;
         if self.hot.bytes() > self.settings.hot_budget {

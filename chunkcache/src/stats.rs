@@ -2,7 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::tier::MiddleTier;
+use std::sync::Arc;
+
+use crate::chunk::Chunk;
+use crate::hot::HotKv;
 
 /// Counters of the middle tier.
 #[derive(Debug, Default)]
@@ -67,24 +70,27 @@ pub struct MiddleStats {
     pub full_flushes: u64,
 }
 
-impl MiddleTier {
-    /// Counters and sizes.
-    pub fn stats(&self) -> MiddleStats {
-        let s = &self.s;
-        let c = &s.counters;
+impl Counters {
+    /// The counters with the sizes of the hot tier and the chunk list.
+    pub(crate) fn snapshot(
+        &self,
+        hot: &HotKv,
+        chunks: &[Arc<Chunk>],
+        chunk_bytes: usize,
+    ) -> MiddleStats {
+        let c = self;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let chunks = s.chunks.read();
-        let (hot_hits, hot_misses) = s.hot.hits_misses();
+        let (hot_hits, hot_misses) = hot.hits_misses();
         MiddleStats {
-            hot_entries: s.hot.len() as u64,
-            hot_bytes: s.hot.bytes() as u64,
+            hot_entries: hot.len() as u64,
+            hot_bytes: hot.bytes() as u64,
             hot_hits,
             hot_misses,
-            promotions: l(&s.hot.stats.promotions),
-            in_place_updates: l(&s.hot.stats.in_place),
+            promotions: l(&hot.stats.promotions),
+            in_place_updates: l(&hot.stats.in_place),
             chunks: chunks.len() as u64,
             chunk_entries: chunks.iter().map(|c| c.entries() as u64).sum(),
-            chunk_bytes: s.chunk_bytes.load(Ordering::Relaxed) as u64,
+            chunk_bytes: chunk_bytes as u64,
             chunk_raw_bytes: chunks.iter().map(|c| c.raw_bytes() as u64).sum(),
             chunk_hits: l(&c.chunk_hits),
             chunk_misses: l(&c.chunk_misses),

@@ -1,7 +1,7 @@
 //! The middle tier at run time (crate `strata-chunkcache`, folder `chunkcache/`): the hot KV
 //! cache and the chunk list in front of the LSM tree, their read path, and the operations
 //! the engine needs of everything below it. Maintenance (packing, chunk flushes, full
-//! flushes) lives in [`crate::maintenance`].
+//! flushes) lives in `maintenance.rs`, the shared state in `shared.rs`.
 //!
 //! Keys here are *db keys* ([`crate::dbkey`]): the state table id followed by the user key,
 //! so one hot store and one chunk list serve every table; table files hold plain user keys.
@@ -27,45 +27,13 @@ use crate::dbkey::{self, StripPrefix};
 use crate::doorkeeper::Doorkeeper;
 use crate::hot::{HotKv, HotWrite};
 use crate::maintenance::maintenance_loop;
-use crate::stats::Counters;
-
-/// Sizing of the middle tier: one per database, derived by the engine from its per-database
-/// `Settings` (the memory budget split).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MiddleSettings {
-    /// Bytes the hot tier may hold before packing starts; packing brings it to 3/4 of this.
-    pub hot_budget: usize,
-    /// Bytes the chunk tier may hold before chunks are flushed; flushing brings it to 3/4.
-    pub chunk_budget: usize,
-    /// Uncompressed size of one chunk block.
-    pub chunk_block_bytes: usize,
-    /// Writers stall while the hot tier holds more than this many bytes.
-    pub hot_stall_bytes: usize,
-}
-
-pub(crate) struct Shared {
-    pub(crate) door: Doorkeeper,
-    pub(crate) hot: HotKv,
-    pub(crate) chunks: RwLock<Vec<Arc<Chunk>>>,
-    pub(crate) chunk_bytes: AtomicUsize,
-    pub(crate) tree: LsmTree,
-    pub(crate) hooks: Arc<dyn TreeHooks>,
-    pub(crate) settings: MiddleSettings,
-    /// Serialises maintenance moves (packing, chunk flushes, full flushes).
-    pub(crate) maint: Mutex<()>,
-    pub(crate) next_chunk: AtomicU64,
-    pub(crate) counters: Counters,
-    pub(crate) wake: Mutex<bool>,
-    pub(crate) wake_cv: Condvar,
-    pub(crate) room: Mutex<()>,
-    pub(crate) room_cv: Condvar,
-    pub(crate) shutdown: AtomicBool,
-}
+use crate::shared::{MiddleSettings, Shared};
+use crate::stats::{Counters, MiddleStats};
 
 /// The middle tier, owning the LSM tree below it. Dropping it stops the maintenance and
 /// compaction threads.
 pub struct MiddleTier {
-    pub(crate) s: Arc<Shared>,
+    s: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -129,6 +97,12 @@ impl MiddleTier {
             .map(|(k, (_, _, w))| (k.as_slice(), *w))
             .collect();
         self.s.hot.apply_all(&hot);
+    }
+
+    /// Called after writes: wakes maintenance when a tier is over budget and stalls the
+    /// caller while the hot tier is over its hard limit (the write-stall rule).
+    pub fn after_write(&self) -> Result<()> {
+        self.s.after_write()
     }
 
     // ---- reads ----
@@ -259,6 +233,29 @@ impl MiddleTier {
                 .iterators(&version, table_id, start, end, user_prefix),
         );
         (out, version)
+    }
+
+    // ---- maintenance and stats ----
+
+    /// Persists every dirty hot entry and every chunk as level-0 files and commits them with
+    /// `update` applied to the manifest in the same commit. Hot entries stay resident, now
+    /// clean; flushed chunks are dropped. REQUIRES: every write up to the sequence number the
+    /// caller records in `update` has been applied.
+    pub fn flush_all(&self, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
+        self.s.flush_all(update)
+    }
+
+    /// Runs one maintenance pass now on the caller's thread (tests, and `Db::maintain`).
+    pub fn maintain_now(&self) -> Result<()> {
+        self.s.maintain()
+    }
+
+    /// Counters and sizes.
+    pub fn stats(&self) -> MiddleStats {
+        let s = &self.s;
+        let chunks = s.chunks.read();
+        s.counters
+            .snapshot(&s.hot, &chunks, s.chunk_bytes.load(Ordering::Relaxed))
     }
 
     // ---- the tree below ----

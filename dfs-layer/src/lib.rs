@@ -1,5 +1,8 @@
-//! Strata's bottom tier: the storage trait and its `object_store` backends, immutable table
-//! files, the block cache, the manifest, and leveled compaction.
+//! Strata's bottom tier, and its LSM tree: the storage trait and its `object_store`
+//! backends, immutable table files, the block cache, the manifest and versions, the one
+//! table writer, leveled compaction, and the version fold every tier reads through. The
+//! package is named `strata-dfs` after the storage it sits on; what it holds is the whole
+//! leveled LSM tree (`LsmTree`).
 #![deny(missing_docs)]
 
 mod block;
@@ -31,8 +34,9 @@ pub use lsm::collapse::{collapse, collapse_filtered, CollapseContext, KeyVersion
 pub use lsm::manifest::{
     ManifestRecovery, ManifestState, TableDef, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC,
 };
+pub use lsm::options::{TreeHooks, TreeOptions};
 pub use lsm::picker::{level_target, pick, CompactionOptions, CompactionPick};
-pub use lsm::tree::{LsmTree, Recovered, TreeHooks, TreeOptions, TreeStats};
+pub use lsm::tree::{LsmTree, Recovered, TreeStats};
 pub use lsm::version::{table_path, FileMeta, Levels, Version, VersionEdit, NUM_LEVELS};
 pub use merge::{AppendOperator, MergeOperator, U64AddOperator};
 pub use storage::{read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage};

@@ -1,5 +1,7 @@
-//! Per-state-table options: merge semantics and compression per level, and their encoding
-//! in the manifest.
+//! Per-state-table options ([`TableOptions`]): merge semantics, compression per level and
+//! the scan-prefix length, and their encoding in the manifest. Per-database settings are
+//! [`crate::Settings`] (settings.rs); the tiers below get theirs derived from both
+//! (`TreeOptions` and `MiddleSettings` per database, `TreeHooks` per table).
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! Plain-data settings: defaults, [`Settings::validate`], and the memory-budget split.
+//! Per-database settings ([`Settings`]): plain data with defaults, [`Settings::validate`],
+//! and the memory-budget split. Per-table choices are [`crate::TableOptions`] (options.rs).
 //!
 //! Live components (storage, clock, custom merge operators) are not settings; they go on
 //! [`crate::DbBuilder`].

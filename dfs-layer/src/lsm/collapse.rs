@@ -1,5 +1,5 @@
 //! Collapsing the versions of one user key when data is rewritten (flushes and
-//! compaction, through [`super::writer`]).
+//! compaction, through the table writer).
 //!
 //! Live snapshots split a key's history into *stripes*: versions visible to the same set of
 //! snapshots. Within a stripe only the newest version can be observed, so the stripe folds

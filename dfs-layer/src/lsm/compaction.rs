@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::level_iter::level_iter;
 use super::picker::{pick, CompactionPick};
-use super::tree::{Inner, LsmTree, State};
+use super::shared::{Inner, State};
 use super::version::{table_path, VersionEdit, NUM_LEVELS};
 use super::writer::{write_run, RunSpec};
 use crate::error::{Error, Result};
@@ -21,10 +21,10 @@ use crate::iter::{InternalIterator, MergingIterator};
 /// What a finished compaction run produced: the edit, bytes read, bytes written.
 type RunResult = Result<(VersionEdit, u64, u64)>;
 
-impl LsmTree {
+impl Inner {
     /// Blocks until no compaction is runnable or running (tests, bulk loads).
-    pub fn wait_for_compactions(&self) -> Result<()> {
-        let inner = &self.inner;
+    pub(super) fn wait_for_compactions(&self) -> Result<()> {
+        let inner = self;
         let mut st = inner.state.lock();
         loop {
             inner.check_poison()?;
@@ -44,8 +44,8 @@ impl LsmTree {
     /// bottommost, so tombstones and filtered data are dropped there. Runs on the caller's
     /// thread, holding the table's compaction slot, so background threads skip the table
     /// meanwhile.
-    pub fn compact_table_fully(&self, table_id: u32) -> Result<()> {
-        let inner = &self.inner;
+    pub(super) fn compact_table_fully(self: &Arc<Self>, table_id: u32) -> Result<()> {
+        let inner = self;
         let deepest = {
             let st = inner.state.lock();
             let v = st.manifest.version.clone();
@@ -90,9 +90,7 @@ impl LsmTree {
         }
         Ok(())
     }
-}
 
-impl Inner {
     /// Merges the inputs of `p` and writes them through the one table writer.
     pub(super) fn run_compaction(self: &Arc<Self>, p: &CompactionPick) -> RunResult {
         let open = self.open_fn();

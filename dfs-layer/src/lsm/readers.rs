@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::level_iter::OpenFn;
-use super::tree::Inner;
+use super::shared::Inner;
 use super::version::{table_path, FileMeta};
 use crate::error::{Error, Result};
 use crate::table::TableReader;

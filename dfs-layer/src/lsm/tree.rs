@@ -1,7 +1,7 @@
-//! The LSM tree runtime: the current version, the manifest, level-0 flush commits and point
-//! reads and iterators over table files. Its parts live beside it: the table writer
-//! ([`super::writer`]), compaction ([`super::compaction`]) and the reader cache
-//! ([`super::readers`]).
+//! The LSM tree's public handle ([`LsmTree`]): opening, level-0 flush writes and commits,
+//! point reads and iterators over table files. Its parts live beside it: the shared state
+//! and version commits (`shared.rs`), the table writer (`writer.rs`), compaction
+//! (`compaction.rs`) and the reader cache (`readers.rs`).
 //!
 //! Concurrency: one `state` mutex serialises version changes (flush commits, compaction
 //! commits, table definitions) and is the condition-variable lock for the compaction threads
@@ -23,64 +23,16 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::compaction::compaction_loop;
 use super::level_iter::level_iter;
 use super::manifest::{ManifestRecovery, ManifestState, ManifestStore};
-use super::picker::CompactionOptions;
+use super::options::{TreeHooks, TreeOptions};
+use super::shared::{Counters, Inner, State};
 use super::version::{table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
-use super::writer::{write_run, RunSpec, RunTarget};
+use super::writer::{write_run, RunSpec};
 use crate::cache::BlockCache;
-use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::filter::CompactionFilter;
 use crate::iter::InternalIterator;
 use crate::key::{SeqNo, ValueKind};
-use crate::merge::MergeOperator;
 use crate::storage::Storage;
-use crate::table::{ReadTier, TableBuildOptions, TableReader};
-
-/// Settings of one tree (one per database, derived from the engine's per-database
-/// `Settings`; per-table choices come through [`TreeHooks`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TreeOptions {
-    /// Compaction shape.
-    pub compaction: CompactionOptions,
-    /// Target uncompressed data block size.
-    pub block_bytes: usize,
-    /// Restart interval in data blocks.
-    pub restart_interval: usize,
-    /// Bloom filter bits per key.
-    pub bloom_bits_per_key: u32,
-    /// Background compaction threads.
-    pub compaction_threads: usize,
-}
-
-impl Default for TreeOptions {
-    fn default() -> Self {
-        TreeOptions {
-            compaction: CompactionOptions::default(),
-            block_bytes: 4096,
-            restart_interval: 16,
-            bloom_bits_per_key: 10,
-            compaction_threads: 1,
-        }
-    }
-}
-
-/// What the tree asks of the layer above it.
-pub trait TreeHooks: Send + Sync {
-    /// The merge operator of a state table.
-    fn merge_operator(&self, table_id: u32) -> Option<Arc<dyn MergeOperator>>;
-    /// Data block compression for a state table at a level.
-    fn compression(&self, table_id: u32, level: usize) -> Compression;
-    /// Scan-prefix length of a state table (0: none): its files' bloom filters hold prefixes.
-    fn prefix_len(&self, _table_id: u32) -> usize {
-        0
-    }
-    /// Live snapshot sequence numbers, ascending.
-    fn snapshots(&self) -> Vec<SeqNo>;
-    /// The compaction filter of a state table, if any.
-    fn compaction_filter(&self, _table_id: u32) -> Option<Arc<dyn CompactionFilter>> {
-        None
-    }
-}
+use crate::table::ReadTier;
 
 /// Counters of the tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,49 +55,9 @@ pub struct TreeStats {
     pub bytes_per_level: [u64; NUM_LEVELS],
 }
 
-#[derive(Default)]
-pub(super) struct Counters {
-    pub compactions: AtomicU64,
-    pub compaction_read: AtomicU64,
-    pub compaction_written: AtomicU64,
-    pub flushes: AtomicU64,
-    pub flush_bytes: AtomicU64,
-    pub stalls: AtomicU64,
-}
-
-/// What the `state` mutex guards.
-pub(super) struct State {
-    pub manifest: ManifestState,
-    pub store: ManifestStore,
-    /// Round-robin compaction cursors: (table, level) -> largest key last compacted.
-    pub pointers: BTreeMap<(u32, usize), Vec<u8>>,
-    /// Tables with a compaction running.
-    pub busy: HashSet<u32>,
-    /// Files dropped from the current version, deleted once nothing holds them.
-    pub obsolete: Vec<Arc<FileMeta>>,
-}
-
-pub(super) struct Inner {
-    pub storage: Arc<dyn Storage>,
-    pub cache: Option<Arc<BlockCache>>,
-    pub opts: TreeOptions,
-    pub hooks: Arc<dyn TreeHooks>,
-    pub state: Mutex<State>,
-    pub cv: Condvar,
-    pub current: RwLock<Arc<Version>>,
-    pub readers: Mutex<HashMap<u64, Arc<TableReader>>>,
-    /// One gate per file being opened (see [`super::readers`]).
-    pub opening: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
-    pub next_file: AtomicU64,
-    pub shutdown: AtomicBool,
-    pub poisoned: AtomicBool,
-    pub poison: Mutex<Option<String>>,
-    pub counters: Counters,
-}
-
 /// The tree. Dropping it stops the compaction threads (see [`LsmTree::shutdown`]).
 pub struct LsmTree {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -360,6 +272,20 @@ impl LsmTree {
         }
     }
 
+    /// Blocks until no compaction is runnable or running (tests, bulk loads).
+    pub fn wait_for_compactions(&self) -> Result<()> {
+        self.inner.wait_for_compactions()
+    }
+
+    /// Compacts every level of `table_id` into the next, top to bottom, until all its data
+    /// is in one level (RocksDB's `CompactRange` over the whole table): the last step is
+    /// bottommost, so tombstones and filtered data are dropped there. Runs on the caller's
+    /// thread, holding the table's compaction slot, so background threads skip the table
+    /// meanwhile.
+    pub fn compact_table_fully(&self, table_id: u32) -> Result<()> {
+        self.inner.compact_table_fully(table_id)
+    }
+
     /// Calls `f(kind, seq, value)` for the versions of `user_key` visible at `seq`, newest
     /// first, level by level, until `f` returns false. Returns true if `f` stopped it.
     /// Under [`ReadTier::Memory`] a file that is not open or a block that is not cached is
@@ -501,89 +427,5 @@ impl LsmTree {
 impl Drop for LsmTree {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-impl Inner {
-    pub(super) fn check_poison(&self) -> Result<()> {
-        if !self.poisoned.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match &*self.poison.lock() {
-            Some(r) => Err(Error::Poisoned(r.clone())),
-            None => Ok(()),
-        }
-    }
-
-    pub(super) fn set_poison(&self, reason: &str) {
-        let mut p = self.poison.lock();
-        if p.is_none() {
-            *p = Some(reason.to_string());
-        }
-        self.poisoned.store(true, Ordering::Release);
-    }
-
-    pub(super) fn build_options(&self, table_id: u32, level: usize) -> TableBuildOptions {
-        TableBuildOptions {
-            block_bytes: self.opts.block_bytes,
-            restart_interval: self.opts.restart_interval,
-            compression: self.hooks.compression(table_id, level),
-            bloom_bits_per_key: self.opts.bloom_bits_per_key,
-            prefix_len: self.hooks.prefix_len(table_id),
-        }
-    }
-
-    /// Where the table writer writes, and how it numbers files.
-    pub(super) fn run_target(&self) -> RunTarget<'_> {
-        RunTarget {
-            storage: &self.storage,
-            hooks: &*self.hooks,
-            next_file: &self.next_file,
-            shutdown: &self.shutdown,
-        }
-    }
-
-    fn commit(&self, edit: VersionEdit, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
-        let mut st = self.state.lock();
-        self.commit_locked(&mut st, edit, update)
-    }
-
-    pub(super) fn commit_locked(
-        &self,
-        st: &mut State,
-        edit: VersionEdit,
-        update: impl FnOnce(&mut ManifestState),
-    ) -> Result<()> {
-        let mut next = st.manifest.clone();
-        next.version = st.manifest.version.apply(&edit);
-        update(&mut next);
-        next.next_file_number = self.next_file.load(Ordering::SeqCst);
-        st.store.commit(&next)?;
-        let old = std::mem::replace(&mut st.manifest, next);
-        let removed: HashSet<u64> = edit.deleted.iter().map(|d| d.2).collect();
-        st.obsolete.extend(
-            old.version
-                .all_files()
-                .filter(|(_, _, f)| removed.contains(&f.number))
-                .map(|(_, _, f)| f.clone()),
-        );
-        *self.current.write() = Arc::new(st.manifest.version.clone());
-        Ok(())
-    }
-
-    pub(super) fn purge(&self) {
-        let doomed: Vec<Arc<FileMeta>> = {
-            let mut st = self.state.lock();
-            let (free, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.obsolete)
-                .into_iter()
-                .partition(|f| Arc::strong_count(f) == 1);
-            st.obsolete = keep;
-            free
-        };
-        for f in doomed {
-            self.readers.lock().remove(&f.number);
-            // A failed delete leaves an orphan that the next open removes.
-            let _ = self.storage.delete(&table_path(f.number));
-        }
     }
 }

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::collapse::{collapse_filtered, CollapseContext, KeyVersion};
+use super::options::TreeHooks;
 use super::version::{table_path, FileMeta};
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::key;
 use crate::storage::Storage;
 use crate::table::{TableBuildOptions, TableBuilder, TableProperties};
-use crate::TreeHooks;
 
 /// What one run writes.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! The keyed-state backend: one database, one key-group range of one maximum parallelism,
 //! and the states registered on it. State registration, key construction, iteration over
 //! key groups (savepoints, rescaling), batched and raw access live here; the operations of
-//! each state kind are in [`super::kinds`].
+//! each state kind are in `kinds.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -13,7 +13,9 @@
 
 use strata_dfs::{Error, Result};
 
-use super::ttl::TS_LEN;
+/// Bytes of a TTL timestamp (big-endian milliseconds) in front of a TTL value or list
+/// element.
+pub(super) const TS_LEN: usize = 8;
 
 /// The key layout for one maximum parallelism.
 #[derive(Debug, Clone, Copy)]

@@ -1,17 +1,14 @@
 //! State TTL (Flink's `StateTtlConfig`): the configuration, the 8-byte big-endian
 //! timestamp that TTL values carry in front of them (list elements carry one each, see
-//! [`super::layout`]), and the compaction filter that drops expired data wherever it is
+//! `layout.rs`), and the compaction filter that drops expired data wherever it is
 //! rewritten.
 
 use std::sync::Arc;
 
 use strata_dfs::{CompactionFilter, Error, FilterDecision, Result, ValueKind};
 
-use super::layout::{frame_element, list_elements};
+use super::layout::{frame_element, list_elements, TS_LEN};
 use crate::clock::Clock;
-
-/// Bytes of a TTL timestamp.
-pub(super) const TS_LEN: usize = 8;
 
 /// When a TTL entry's timestamp is refreshed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

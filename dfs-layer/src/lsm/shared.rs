@@ -1,0 +1,150 @@
+//! The state one tree shares between its handle, its compaction threads and its iterators
+//! ([`Inner`]), and the version commit every change goes through.
+//!
+//! Invariant: one `state` mutex serialises version changes (flush commits, compaction
+//! commits, table definitions); a commit writes the manifest first and installs the new
+//! version only if that succeeded, and a file leaves storage only once no version,
+//! iterator or snapshot holds its `Arc<FileMeta>`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::manifest::{ManifestState, ManifestStore};
+use super::options::{TreeHooks, TreeOptions};
+use super::version::{table_path, FileMeta, Version, VersionEdit};
+use super::writer::RunTarget;
+use crate::cache::BlockCache;
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+use crate::table::{TableBuildOptions, TableReader};
+
+#[derive(Default)]
+pub(super) struct Counters {
+    pub compactions: AtomicU64,
+    pub compaction_read: AtomicU64,
+    pub compaction_written: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub stalls: AtomicU64,
+}
+
+/// What the `state` mutex guards.
+pub(super) struct State {
+    pub manifest: ManifestState,
+    pub store: ManifestStore,
+    /// Round-robin compaction cursors: (table, level) -> largest key last compacted.
+    pub pointers: BTreeMap<(u32, usize), Vec<u8>>,
+    /// Tables with a compaction running.
+    pub busy: HashSet<u32>,
+    /// Files dropped from the current version, deleted once nothing holds them.
+    pub obsolete: Vec<Arc<FileMeta>>,
+}
+
+pub(super) struct Inner {
+    pub storage: Arc<dyn Storage>,
+    pub cache: Option<Arc<BlockCache>>,
+    pub opts: TreeOptions,
+    pub hooks: Arc<dyn TreeHooks>,
+    pub state: Mutex<State>,
+    pub cv: Condvar,
+    pub current: RwLock<Arc<Version>>,
+    pub readers: Mutex<HashMap<u64, Arc<TableReader>>>,
+    /// One gate per file being opened (see `readers.rs`).
+    pub opening: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+    pub next_file: AtomicU64,
+    pub shutdown: AtomicBool,
+    pub poisoned: AtomicBool,
+    pub poison: Mutex<Option<String>>,
+    pub counters: Counters,
+}
+
+impl Inner {
+    pub(super) fn check_poison(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match &*self.poison.lock() {
+            Some(r) => Err(Error::Poisoned(r.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn set_poison(&self, reason: &str) {
+        let mut p = self.poison.lock();
+        if p.is_none() {
+            *p = Some(reason.to_string());
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    pub(super) fn build_options(&self, table_id: u32, level: usize) -> TableBuildOptions {
+        TableBuildOptions {
+            block_bytes: self.opts.block_bytes,
+            restart_interval: self.opts.restart_interval,
+            compression: self.hooks.compression(table_id, level),
+            bloom_bits_per_key: self.opts.bloom_bits_per_key,
+            prefix_len: self.hooks.prefix_len(table_id),
+        }
+    }
+
+    /// Where the table writer writes, and how it numbers files.
+    pub(super) fn run_target(&self) -> RunTarget<'_> {
+        RunTarget {
+            storage: &self.storage,
+            hooks: &*self.hooks,
+            next_file: &self.next_file,
+            shutdown: &self.shutdown,
+        }
+    }
+
+    pub(super) fn commit(
+        &self,
+        edit: VersionEdit,
+        update: impl FnOnce(&mut ManifestState),
+    ) -> Result<()> {
+        let mut st = self.state.lock();
+        self.commit_locked(&mut st, edit, update)
+    }
+
+    pub(super) fn commit_locked(
+        &self,
+        st: &mut State,
+        edit: VersionEdit,
+        update: impl FnOnce(&mut ManifestState),
+    ) -> Result<()> {
+        let mut next = st.manifest.clone();
+        next.version = st.manifest.version.apply(&edit);
+        update(&mut next);
+        next.next_file_number = self.next_file.load(Ordering::SeqCst);
+        st.store.commit(&next)?;
+        let old = std::mem::replace(&mut st.manifest, next);
+        let removed: HashSet<u64> = edit.deleted.iter().map(|d| d.2).collect();
+        st.obsolete.extend(
+            old.version
+                .all_files()
+                .filter(|(_, _, f)| removed.contains(&f.number))
+                .map(|(_, _, f)| f.clone()),
+        );
+        *self.current.write() = Arc::new(st.manifest.version.clone());
+        Ok(())
+    }
+
+    pub(super) fn purge(&self) {
+        let doomed: Vec<Arc<FileMeta>> = {
+            let mut st = self.state.lock();
+            let (free, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.obsolete)
+                .into_iter()
+                .partition(|f| Arc::strong_count(f) == 1);
+            st.obsolete = keep;
+            free
+        };
+        for f in doomed {
+            self.readers.lock().remove(&f.number);
+            // A failed delete leaves an orphan that the next open removes.
+            let _ = self.storage.delete(&table_path(f.number));
+        }
+    }
+}
