@@ -12,15 +12,41 @@
 //! only in memory (hot tier, chunks). This module is the only place that builds or parses
 //! it.
 
-use smallvec::SmallVec;
+use std::ops::Deref;
+
 use strata_dfs::key::{self, MAX_SEQ};
 use strata_dfs::{InternalIterator, Result};
 
 /// Length of the table-id prefix of a db key.
 pub const TABLE_PREFIX_LEN: usize = 4;
 
-/// A db key on the stack for user keys up to 60 bytes (the read and write fast paths).
-pub type StackDbKey = SmallVec<[u8; 64]>;
+/// Db keys up to this many bytes are built on the stack.
+const INLINE: usize = 64;
+
+/// A db key built on the stack when it fits in 64 bytes (user keys up to 60 bytes: the
+/// read and write fast paths), on the heap otherwise.
+pub enum StackDbKey {
+    /// Built on the stack: the first `len` bytes of `buf`.
+    Inline {
+        /// The bytes.
+        buf: [u8; INLINE],
+        /// How many are used.
+        len: u8,
+    },
+    /// Too long for the stack.
+    Heap(Vec<u8>),
+}
+
+impl Deref for StackDbKey {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            StackDbKey::Inline { buf, len } => &buf[..usize::from(*len)],
+            StackDbKey::Heap(v) => v,
+        }
+    }
+}
 
 /// The table-id prefix shared by every db key of `table_id`.
 #[inline]
@@ -39,10 +65,17 @@ pub fn encode(table_id: u32, user_key: &[u8]) -> Vec<u8> {
 /// [`encode`] without a heap allocation for short keys.
 #[inline]
 pub fn encode_on_stack(table_id: u32, user_key: &[u8]) -> StackDbKey {
-    let mut k = StackDbKey::new();
-    k.extend_from_slice(&table_prefix(table_id));
-    k.extend_from_slice(user_key);
-    k
+    let len = TABLE_PREFIX_LEN + user_key.len();
+    if len > INLINE {
+        return StackDbKey::Heap(encode(table_id, user_key));
+    }
+    let mut buf = [0u8; INLINE];
+    buf[..TABLE_PREFIX_LEN].copy_from_slice(&table_prefix(table_id));
+    buf[TABLE_PREFIX_LEN..len].copy_from_slice(user_key);
+    StackDbKey::Inline {
+        buf,
+        len: len as u8,
+    }
 }
 
 /// Splits a db key into (table id, user key); `None` if it is shorter than the prefix.
@@ -134,7 +167,13 @@ mod tests {
     fn round_trips_and_orders_tables_apart() {
         let k = encode(7, b"abc");
         assert_eq!(decode(&k), Some((7, &b"abc"[..])));
-        assert_eq!(encode_on_stack(7, b"abc").as_slice(), k.as_slice());
+        assert_eq!(&*encode_on_stack(7, b"abc"), k.as_slice());
+        let long = [9u8; 100];
+        assert_eq!(&*encode_on_stack(7, &long), encode(7, &long).as_slice());
+        assert_eq!(
+            &*encode_on_stack(7, &long[..60]),
+            encode(7, &long[..60]).as_slice()
+        );
         assert_eq!(user_key(&k), b"abc");
         assert_eq!(decode(b"abc"), None);
         assert!(encode(7, &[0xff; 8]) < encode(8, b""));

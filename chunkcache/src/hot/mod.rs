@@ -194,22 +194,7 @@ impl HotKv {
     fn apply_locked(&self, shard: &mut Shard, key: &[u8], w: &HotWrite<'_>) {
         let epoch = self.epoch.load(Ordering::Relaxed);
         let Some(e) = shard.map.get_mut(key) else {
-            let e = Entry {
-                versions: smallvec::smallvec![HotVersion {
-                    seq: w.seq,
-                    kind: w.kind,
-                    value: HotValue::from_slice(w.value),
-                }],
-                access: AtomicU32::new(epoch),
-                persisted: 0,
-                frozen: 0,
-            };
-            let k = HotKey::from_slice(key);
-            let charge = entry_charge(&k, &e);
-            shard.order.insert(k.clone());
-            shard.map.insert(k, e);
-            self.entries.fetch_add(1, Ordering::Relaxed);
-            self.account(shard, 0, charge);
+            self.insert_new(shard, key, new_version(w), 0);
             return;
         };
         let before = entry_charge(key, e);
@@ -310,14 +295,22 @@ impl HotKv {
         if shard.generation != generation || shard.map.contains_key(key) {
             return;
         }
+        let v = HotVersion {
+            seq,
+            kind,
+            value: HotValue::from_slice(value),
+        };
+        self.insert_new(&mut shard, key, v, seq);
+        self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Inserts an entry for a key known to be absent, with one version and the given
+    /// persistence watermark, stamped as just used.
+    fn insert_new(&self, shard: &mut Shard, key: &[u8], version: HotVersion, persisted: SeqNo) {
         let e = Entry {
-            versions: smallvec::smallvec![HotVersion {
-                seq,
-                kind,
-                value: HotValue::from_slice(value),
-            }],
+            versions: smallvec::smallvec![version],
             access: AtomicU32::new(self.epoch.load(Ordering::Relaxed)),
-            persisted: seq,
+            persisted,
             frozen: 0,
         };
         let k = HotKey::from_slice(key);
@@ -325,8 +318,7 @@ impl HotKv {
         shard.order.insert(k.clone());
         shard.map.insert(k, e);
         self.entries.fetch_add(1, Ordering::Relaxed);
-        self.account(&mut shard, 0, charge);
-        self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+        self.account(shard, 0, charge);
     }
 
     /// Replaces a partial entry's newest operand (sequence `newest_seq`) by the full value
