@@ -136,67 +136,7 @@ fn truncated_table_file_is_reported_as_corruption() {
     }
 }
 
-#[test]
-fn torn_manifest_write_recovers_the_previous_version() {
-    for kind in STORE_KINDS {
-        let home = TestHome::new(kind);
-        let db = home.open(settings()).unwrap();
-        let t = db.default_table();
-        db.put(&t, b"before", b"1").unwrap();
-        db.flush().unwrap();
-        db.put(&t, b"after", b"2").unwrap();
-        db.flush().unwrap();
-        db.close().unwrap();
-        drop(db);
-        let storage = home.storage();
-        let mut manifests: Vec<String> = storage
-            .list("manifest/")
-            .unwrap()
-            .into_iter()
-            .map(|o| o.path)
-            .collect();
-        manifests.sort();
-        let newest = manifests.last().unwrap().clone();
-        let bytes = storage.read_all(&newest).unwrap();
-        storage
-            .put(&newest, bytes.slice(..bytes.len() / 2))
-            .unwrap();
-
-        let db = home.open(settings()).unwrap();
-        let info = db.recovery_info();
-        assert_eq!(info.skipped_torn_manifest.as_deref(), Some(newest.as_str()));
-        assert!(
-            info.orphans_deleted >= 1,
-            "the torn commit's table file is an orphan"
-        );
-        let t = db.default_table();
-        assert_eq!(db.get(&t, b"before").unwrap().as_deref(), Some(&b"1"[..]));
-        assert_eq!(
-            db.get(&t, b"after").unwrap(),
-            None,
-            "the torn commit never happened"
-        );
-        // The database keeps working and commits past the torn generation.
-        db.put(&t, b"again", b"3").unwrap();
-        db.flush().unwrap();
-        db.close().unwrap();
-        let db = home.open(settings()).unwrap();
-        assert_eq!(db.recovery_info().skipped_torn_manifest, None);
-        assert_eq!(
-            db.get(&db.default_table(), b"again").unwrap().as_deref(),
-            Some(&b"3"[..])
-        );
-        db.close().unwrap();
-
-        // With every manifest generation torn, opening reports corruption instead of
-        // starting an empty database.
-        for m in storage.list("manifest/").unwrap() {
-            storage.put(&m.path, Bytes::from_static(b"torn")).unwrap();
-        }
-        let e = home.open(settings()).unwrap_err();
-        assert!(e.is_corruption(), "{e:?}");
-    }
-}
+// A damaged newest manifest generation fails the open: tests/safety.rs.
 
 #[test]
 fn failed_storage_write_poisons_and_reopen_recovers() {

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_dfs::internals::MAX_ENTRY_BYTES;
 use strata_dfs::key;
 use strata_dfs::{
     filter_version, CompactionFilter, Error, InternalIterator, ManifestState, MergingIterator,
@@ -143,6 +144,12 @@ impl Shared {
                 .or_insert_with(|| self.hooks.compaction_filter(tid))
                 .clone();
             for v in versions {
+                if k.len() + v.value.len() > MAX_ENTRY_BYTES {
+                    return Err(Error::invalid(format!(
+                        "a value of {} bytes exceeds the largest block entry",
+                        v.value.len()
+                    )));
+                }
                 let value = Bytes::copy_from_slice(&v.value);
                 let (kind, value) = match &filter {
                     Some(f) => filter_version(&**f, user_key, v.kind, value),

@@ -19,6 +19,11 @@ use crate::coding::{get_u32, get_varint, put_u32, put_varint};
 use crate::error::{Error, Result};
 use crate::key;
 
+/// Largest key plus value one block entry may hold: blocks address entries with u32
+/// offsets, so a block must stay below 4 GiB. Writers refuse larger entries with an error
+/// instead of writing a block whose offsets would wrap.
+pub const MAX_ENTRY_BYTES: usize = u32::MAX as usize - (1 << 20);
+
 /// Builds one block. Keys must be added in increasing [`key::compare`] order.
 #[derive(Debug)]
 pub struct BlockBuilder {

@@ -12,8 +12,14 @@ use crate::error::{Error, Result};
 /// Size of the trailer after every stored block.
 pub const BLOCK_TRAILER_LEN: usize = 5;
 
-/// Largest uncompressed block a decoder will allocate for; bigger claims are corruption.
-pub const MAX_RAW_BLOCK: u64 = 64 << 20;
+/// Largest uncompressed block: a block addresses its entries with u32 offsets, so values
+/// (long merged lists) up to nearly 4 GiB fit in one. Bigger claims are corruption.
+pub const MAX_RAW_BLOCK: u64 = u32::MAX as u64;
+
+/// lz4 output is at most this many times its input (a match length grows by at most 255
+/// per input byte), so a claim beyond it is corruption and allocation stays proportional
+/// to the bytes actually stored.
+const LZ4_MAX_RATIO: u64 = 255;
 
 /// Block compression codec.
 #[derive(
@@ -84,16 +90,25 @@ pub fn decode_block(stored: &Bytes) -> Result<Bytes> {
         t @ (1 | 2) => {
             let (raw_len, used) = get_varint(&contents)
                 .ok_or_else(|| Error::corruption("", "bad compressed block length"))?;
-            if raw_len > MAX_RAW_BLOCK {
-                return Err(Error::corruption("", "compressed block claims a huge size"));
-            }
             let body = &contents[used..];
+            let limit = match t {
+                1 => MAX_RAW_BLOCK.min(body.len() as u64 * LZ4_MAX_RATIO + 64),
+                _ => MAX_RAW_BLOCK,
+            };
+            if raw_len > limit {
+                return Err(Error::corruption(
+                    "",
+                    format!(
+                        "compressed block of {} bytes claims {raw_len} bytes",
+                        body.len()
+                    ),
+                ));
+            }
             let raw = if t == 1 {
                 lz4_flex::block::decompress(body, raw_len as usize)
                     .map_err(|e| Error::corruption("", format!("lz4: {e}")))?
             } else {
-                zstd::bulk::decompress(body, raw_len as usize)
-                    .map_err(|e| Error::corruption("", format!("zstd: {e}")))?
+                zstd_decompress(body, raw_len)?
             };
             if raw.len() as u64 != raw_len {
                 return Err(Error::corruption(
@@ -108,6 +123,18 @@ pub fn decode_block(stored: &Bytes) -> Result<Bytes> {
             format!("unknown compression type {t}"),
         )),
     }
+}
+
+/// Decompresses a zstd frame of at most `raw_len` bytes. The output grows as data is
+/// actually produced, so a false size claim cannot make it allocate more than the frame
+/// really expands to.
+fn zstd_decompress(body: &[u8], raw_len: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let bad = |e: std::io::Error| Error::corruption("", format!("zstd: {e}"));
+    let dec = zstd::stream::read::Decoder::with_buffer(body).map_err(bad)?;
+    let mut out = Vec::with_capacity(raw_len.min(body.len() as u64 * 8 + 4096) as usize);
+    dec.take(raw_len + 1).read_to_end(&mut out).map_err(bad)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -129,5 +156,26 @@ mod tests {
             }
         }
         assert!(decode_block(&Bytes::from_static(b"abc")).is_err());
+    }
+
+    #[test]
+    fn blocks_past_64_mib_round_trip_and_false_size_claims_are_rejected() {
+        let raw = vec![0xabu8; 70 << 20];
+        for c in [Compression::Lz4, Compression::Zstd] {
+            let mut stored = Vec::new();
+            encode_block(&mut stored, &raw, c);
+            assert!(stored.len() < raw.len() / 100, "{c:?} compresses a run");
+            assert_eq!(decode_block(&Bytes::from(stored)).unwrap().len(), raw.len());
+        }
+        // A tiny block claiming 4 GiB is corruption, not a 4 GiB allocation.
+        for tag in [1u8, 2] {
+            let mut b = Vec::new();
+            put_varint(&mut b, u32::MAX as u64);
+            b.extend_from_slice(&[0x11; 16]);
+            b.push(tag);
+            let crc = crc32fast::hash(&b);
+            b.extend_from_slice(&crc.to_le_bytes());
+            assert!(decode_block(&Bytes::from(b)).unwrap_err().is_corruption());
+        }
     }
 }

@@ -12,6 +12,9 @@
 //! - [`Error::Closed`]: the database was closed.
 //! - [`Error::Incomplete`]: a memory-only read ([`crate::ReadTier::Memory`]) needed storage
 //!   I/O. Nothing failed; repeat the read with I/O allowed.
+//! - [`Error::Busy`]: another writer holds the database (a locked directory, or a newer
+//!   writer epoch on a shared store). Nothing was written; close this handle, and open the
+//!   database only where no other writer runs.
 
 use std::fmt;
 
@@ -53,6 +56,9 @@ pub enum Error {
     /// A memory-only read needed storage I/O (RocksDB's `Status::Incomplete`).
     #[error("incomplete: {0} is not in memory")]
     Incomplete(String),
+    /// Another writer holds the database; the message names it where known.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl Error {

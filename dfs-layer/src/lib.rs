@@ -48,7 +48,7 @@ pub use table::{
 /// Building blocks shared with the upper layers, fuzz targets and benches. Not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::block::{Block, BlockBuilder, BlockIter};
+    pub use crate::block::{Block, BlockBuilder, BlockIter, MAX_ENTRY_BYTES};
     pub use crate::bloom::{hash64, may_contain, may_contain_hash, BloomBuilder};
     pub use crate::compress::{decode_block, encode_block, BLOCK_TRAILER_LEN};
     pub use crate::table::Footer;

@@ -54,6 +54,11 @@ pub struct ObjectInfo {
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Writes the whole object at `path`, replacing any previous one atomically.
     fn put(&self, path: &str, data: Bytes) -> Result<()>;
+    /// Writes the whole object at `path` only if no object exists there, atomically with
+    /// respect to other writers (a conditional create: S3's `If-None-Match: *`, a no-clobber
+    /// link locally). Returns false, having written nothing, if one exists. Manifest
+    /// generations are written this way, which fences out a writer that lost its lease.
+    fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool>;
     /// Reads exactly `range` of the object; an out-of-range request is an error.
     fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes>;
     /// Reads the whole object.
@@ -292,6 +297,22 @@ impl Storage for ObjectStorage {
             .block_on(self.store.put(&p, data.into()))
             .map(|_| ())
             .map_err(|e| self.map_err("put", path, e))
+    }
+
+    fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
+        if let Some(l) = &self.local {
+            l.forget(path);
+        }
+        let p = self.full_path(path);
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .runtime
+            .block_on(self.store.put_opts(&p, data.into(), opts))
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.map_err("conditional put", path, e)),
+        }
     }
 
     fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes> {

@@ -28,6 +28,22 @@ pub fn storage_conformance(s: &dyn Storage, root: &str) {
         data.len() as u64,
         "size"
     );
+    // conditional create: the first writer wins, a second one writes nothing
+    assert!(
+        s.put_if_absent(&p("a/cond"), Bytes::from_static(b"first"))
+            .expect("conditional put"),
+        "creates a missing object"
+    );
+    assert!(
+        !s.put_if_absent(&p("a/cond"), Bytes::from_static(b"second"))
+            .expect("conditional put"),
+        "refuses to replace an existing object"
+    );
+    assert_eq!(
+        s.read_all(&p("a/cond")).expect("read"),
+        Bytes::from_static(b"first")
+    );
+    s.delete(&p("a/cond")).expect("delete");
     // ranged reads: exact bytes, never partial
     for r in [0..1u64, 5..4096, 399_000..400_000, 123..123] {
         let got = s.read(&p("a/one"), r.clone()).expect("ranged read");
@@ -179,8 +195,8 @@ impl FaultyStorage {
     }
 }
 
-impl Storage for FaultyStorage {
-    fn put(&self, path: &str, data: Bytes) -> Result<()> {
+impl FaultyStorage {
+    fn check_put(&self, path: &str) -> Result<()> {
         if let Some(p) = &*self.fail_prefix.lock() {
             if path.starts_with(p.as_str()) {
                 return Err(Error::io(format!("put {path}"), "injected failure"));
@@ -189,9 +205,24 @@ impl Storage for FaultyStorage {
         if self.puts.load(Ordering::SeqCst) >= self.fail_after_puts.load(Ordering::SeqCst) {
             return Err(Error::io(format!("put {path}"), "injected failure"));
         }
+        Ok(())
+    }
+}
+
+impl Storage for FaultyStorage {
+    fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.check_put(path)?;
         self.inner.put(path, data)?;
         self.puts.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+    fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
+        self.check_put(path)?;
+        let written = self.inner.put_if_absent(path, data)?;
+        if written {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(written)
     }
     fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         self.timed_read(|| self.inner.read(path, range))

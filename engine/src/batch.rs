@@ -19,6 +19,20 @@ pub(crate) struct Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     pub(crate) ops: Vec<Op>,
+    /// The database whose table handles the operations used.
+    pub(crate) owner: Owner,
+}
+
+/// Which database a batch's table handles belong to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// No handle used yet (an empty batch, or one decoded from the WAL).
+    #[default]
+    None,
+    /// Every handle belongs to the database with this identity.
+    Db(u64),
+    /// Handles of several databases: the batch is rejected.
+    Mixed,
 }
 
 impl WriteBatch {
@@ -39,6 +53,11 @@ impl WriteBatch {
         self.push(ValueKind::Merge, table, key, operand)
     }
     fn push(&mut self, kind: ValueKind, table: &Table, key: &[u8], value: &[u8]) -> &mut Self {
+        self.owner = match self.owner {
+            Owner::None => Owner::Db(table.db),
+            Owner::Db(d) if d == table.db => Owner::Db(d),
+            _ => Owner::Mixed,
+        };
         self.ops.push(Op {
             kind,
             table: table.id(),
@@ -58,6 +77,7 @@ impl WriteBatch {
     /// Removes every operation.
     pub fn clear(&mut self) {
         self.ops.clear();
+        self.owner = Owner::None;
     }
 
     /// WAL payload: first_seq u64 | count u32 | per op: kind u8 | table varint | key bytes |
@@ -94,6 +114,12 @@ impl WriteBatch {
                 value: r.bytes()?.to_vec(),
             });
         }
-        (r.remaining() == 0).then_some((first, WriteBatch { ops }))
+        (r.remaining() == 0).then_some((
+            first,
+            WriteBatch {
+                ops,
+                owner: Owner::None,
+            },
+        ))
     }
 }

@@ -19,11 +19,15 @@ use crate::options::TableOptions;
 /// Name of the table every database has.
 pub const DEFAULT_TABLE: &str = "default";
 
-/// A handle to a state table. Cheap to clone; valid for the database that returned it.
+/// A handle to a state table. Cheap to clone; valid only for the database that returned
+/// it: another database rejects it with `InvalidArgument`, even one with a table of the
+/// same id and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Table {
     pub(crate) id: u32,
     pub(crate) name: Arc<str>,
+    /// Identity of the open database that issued the handle.
+    pub(crate) db: u64,
 }
 
 impl Table {
@@ -138,17 +142,52 @@ impl SnapshotList {
 }
 
 /// What the tiers below ask of the engine: table definitions and live snapshots.
-#[derive(Default)]
 pub(crate) struct Hooks {
+    /// The database's identity (from its manifest, so it survives reopening); its table
+    /// handles carry it. Set once at open, before any handle exists.
+    db_id: AtomicU64,
     pub(crate) tables: Registry,
     pub(crate) snapshots: SnapshotList,
 }
 
 impl Hooks {
-    /// The registered entry of `table`, if the handle is this database's.
+    /// Hooks for an opened database; its identity is set once the manifest is loaded.
+    pub(crate) fn new() -> Self {
+        Hooks {
+            db_id: AtomicU64::new(0),
+            tables: Registry::default(),
+            snapshots: SnapshotList::default(),
+        }
+    }
+
+    /// Records the database's identity (at open).
+    pub(crate) fn set_db_id(&self, id: u64) {
+        self.db_id.store(id, Ordering::Relaxed);
+    }
+
+    /// The database's identity.
+    pub(crate) fn db_id(&self) -> u64 {
+        self.db_id.load(Ordering::Relaxed)
+    }
+
+    /// A handle for table `id` named `name`.
+    pub(crate) fn handle(&self, id: u32, name: Arc<str>) -> Table {
+        Table {
+            id,
+            name,
+            db: self.db_id(),
+        }
+    }
+
+    /// The registered entry of `table`; InvalidArgument if the handle is not this
+    /// database's.
     pub(crate) fn entry(&self, table: &Table) -> Result<&TableEntry> {
         match self.tables.get(table.id) {
-            Some(e) if *e.name == *table.name => Ok(e),
+            Some(e) if table.db == self.db_id() && *e.name == *table.name => Ok(e),
+            _ if table.db != self.db_id() => Err(Error::invalid(format!(
+                "table {:?} is a handle of another database",
+                table.name
+            ))),
             _ => Err(Error::invalid(format!("unknown table {:?}", table.name))),
         }
     }

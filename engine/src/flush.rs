@@ -31,9 +31,8 @@ impl Inner {
         let log_number = new_wal.as_ref().map(WalWriter::number);
         let r = self.middle.flush_all(|m| {
             m.last_seq = m.last_seq.max(seq);
-            if let Some(n) = log_number {
-                m.log_number = n;
-            }
+            // The WAL that holds the writes after this flush, or none (0).
+            m.log_number = log_number.unwrap_or(0);
         });
         if let Err(e) = r {
             if let (Some(dir), Some(n)) = (&self.wal_dir, log_number) {

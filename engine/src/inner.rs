@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) table_lock: Mutex<()>,
     pub(crate) bg_flush: Mutex<Option<JoinHandle<()>>>,
     pub(crate) flushing: AtomicBool,
+    /// The local directory's `LOCK` file, held until close.
+    pub(crate) dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Inner {
@@ -79,6 +81,7 @@ impl Inner {
             }
         }
         self.middle.shutdown();
+        self.dir_lock.lock().take();
         r
     }
 }

@@ -64,7 +64,7 @@ pub use keyed::{
 pub use options::{MergeKind, TableOptions};
 pub use read::MULTI_GET_PARALLELISM;
 pub use recovery::RecoveryInfo;
-pub use settings::{MemorySplit, Settings, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use settings::{MemorySplit, Settings, WalRecovery, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use strata_chunkcache::MiddleStats;

@@ -1,9 +1,14 @@
 //! Opening a database: the store, the block cache, the LSM tree and the middle tier over
 //! it, the state tables the manifest defines, then WAL replay.
 //!
-//! Invariant: nothing is written to the database before the manifest is loaded and every
-//! recovered table is registered, so replayed writes find their tables and merge operators.
+//! Invariant: nothing is written to the database before it is locked against other writers
+//! (the directory's `LOCK` file; the manifest's writer epoch on any store), the manifest is
+//! loaded and every recovered table is registered, so replayed writes find their tables and
+//! merge operators.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
@@ -22,6 +27,10 @@ impl Db {
     pub(crate) fn open_with(b: DbBuilder) -> Result<Db> {
         b.settings.validate()?;
         let settings = b.settings;
+        let dir_lock = match &b.dir {
+            Some(d) => Some(lock_dir(d)?),
+            None => None,
+        };
         let storage: Arc<dyn Storage> = match (&b.storage, &b.dir) {
             (Some(s), _) => s.clone(),
             (None, Some(d)) => Arc::new(ObjectStorage::local(d.join("data"))?),
@@ -37,7 +46,7 @@ impl Db {
             }
         }
         let cache = Arc::new(cache);
-        let hooks = Arc::new(Hooks::default());
+        let hooks = Arc::new(Hooks::new());
         let tree_opts = TreeOptions {
             compaction: settings.effective_compaction(),
             block_bytes: settings.table_block_bytes,
@@ -51,6 +60,7 @@ impl Db {
             tree_opts,
             hooks.clone(),
         )?;
+        hooks.set_db_id(recovered.state.db_id);
         let middle = MiddleTier::new(
             tree,
             hooks.clone(),
@@ -73,10 +83,6 @@ impl Db {
         }
         let mut recovery = RecoveryInfo {
             manifest_generation: recovered.recovery.as_ref().map_or(0, |r| r.generation),
-            skipped_torn_manifest: recovered
-                .recovery
-                .as_ref()
-                .and_then(|r| r.skipped_torn.clone()),
             orphans_deleted: recovered.orphans_deleted,
             ..Default::default()
         };
@@ -97,6 +103,7 @@ impl Db {
             table_lock: Mutex::new(()),
             bg_flush: Mutex::new(None),
             flushing: AtomicBool::new(false),
+            dir_lock: Mutex::new(dir_lock),
         });
         for (id, def) in &recovered.state.tables {
             inner.register_table(*id, def)?;
@@ -114,4 +121,42 @@ impl Db {
             recovery: Arc::new(recovery),
         })
     }
+}
+
+/// Takes the exclusive lock on `<dir>/LOCK` (an OS file lock, released when the file is
+/// closed or the process dies; it also conflicts within one process) and records this
+/// process's id in it. [`Error::Busy`] naming the holder if another open database has it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let path = dir.join("LOCK");
+    let io = |e: std::io::Error| Error::io(format!("locking {}", path.display()), e);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            return Err(Error::Busy(format!(
+                "{} is held by another open database{}",
+                path.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({holder})")
+                }
+            )));
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    f.set_len(0).map_err(io)?;
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
+    write!(f, "pid {}", std::process::id()).map_err(io)?;
+    Ok(f)
 }

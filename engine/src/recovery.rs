@@ -8,9 +8,10 @@
 use std::sync::atomic::Ordering;
 
 use strata_dfs::key::SeqNo;
-use strata_dfs::Result;
+use strata_dfs::{Error, Result};
 
 use crate::inner::Inner;
+use crate::settings::WalRecovery;
 use crate::wal::{list_wals, read_wal, wal_path};
 
 /// What opening the database recovered.
@@ -18,14 +19,17 @@ use crate::wal::{list_wals, read_wal, wal_path};
 pub struct RecoveryInfo {
     /// Manifest generation loaded (0 for a new database).
     pub manifest_generation: u64,
-    /// A torn newest manifest generation that was skipped.
-    pub skipped_torn_manifest: Option<String>,
     /// Unreferenced table files deleted.
     pub orphans_deleted: usize,
     /// Write batches replayed from the WAL.
     pub wal_batches_replayed: u64,
     /// Bytes of torn WAL tail ignored.
     pub wal_torn_bytes: u64,
+    /// Damaged WAL bytes skipped ([`crate::WalRecovery::SkipAnyCorruptedRecords`]).
+    pub wal_skipped_bytes: u64,
+    /// Where point-in-time recovery stopped at damage followed by valid records (file and
+    /// offset; [`crate::WalRecovery::PointInTime`]).
+    pub wal_stopped_at: Option<String>,
 }
 
 impl Inner {
@@ -46,16 +50,40 @@ impl Inner {
         if let Some(&max) = all.iter().max() {
             self.middle.reserve_file_numbers_through(max);
         }
+        let mode = self.settings.wal_recovery;
+        if log_number > 0 && !all.contains(&log_number) {
+            let path = wal_path(dir, log_number);
+            match mode {
+                WalRecovery::TolerateCorruptedTail | WalRecovery::AbsoluteConsistency => {
+                    return Err(Error::corruption(
+                        path.display(),
+                        "missing: the manifest names this WAL as holding acknowledged writes",
+                    ));
+                }
+                WalRecovery::PointInTime => {
+                    info.wal_stopped_at = Some(format!("{} (missing)", path.display()));
+                }
+                WalRecovery::SkipAnyCorruptedRecords => {}
+            }
+        }
         let numbers: Vec<u64> = all.into_iter().filter(|&n| n >= log_number).collect();
         for &n in &numbers {
-            let c = read_wal(dir, n)?;
+            if info.wal_stopped_at.is_some() {
+                break;
+            }
+            let c = read_wal(dir, n, mode)?;
             info.wal_torn_bytes += c.torn_bytes;
+            info.wal_skipped_bytes += c.skipped_bytes;
+            if let Some(at) = c.stopped_at {
+                info.wal_stopped_at =
+                    Some(format!("{} at offset {at}", wal_path(dir, n).display()));
+            }
             for (first, batch) in c.batches {
                 let last = first + batch.len() as u64 - 1;
                 if last <= durable_seq {
                     continue;
                 }
-                self.validate_batch(&batch)?;
+                self.validate_ops(&batch)?;
                 // A chunk flush may have written some of these writes to table files
                 // already: for one key, table files always hold a prefix of its history, so
                 // an operation is there exactly when the key's newest version below is at

@@ -50,6 +50,9 @@ pub struct Settings {
     /// Directory for WAL files. Defaults to `<db dir>/wal` for local stores; required for
     /// other stores when the WAL is on.
     pub wal_dir: Option<PathBuf>,
+    /// What reopening does with a damaged WAL (RocksDB's `WALRecoveryMode`); the default,
+    /// [`WalRecovery::TolerateCorruptedTail`], accepts only a torn tail.
+    pub wal_recovery: WalRecovery,
     /// Local directory for the block cache's disk tier (used for remote stores only).
     pub disk_cache_dir: Option<PathBuf>,
     /// Size bound of the disk tier.
@@ -79,6 +82,7 @@ impl Default for Settings {
             wal_sync: false,
             wal_max_bytes: 64 << 20,
             wal_dir: None,
+            wal_recovery: WalRecovery::default(),
             disk_cache_dir: None,
             disk_cache_bytes: 1 << 30,
             max_key_bytes: MAX_KEY_BYTES,
@@ -86,6 +90,27 @@ impl Default for Settings {
             flush_on_close: true,
         }
     }
+}
+
+/// How WAL replay treats damage (RocksDB's `WALRecoveryMode`). A *torn tail* is what a crash
+/// during a write leaves: an incomplete or unreadable last record with nothing valid after
+/// it (none of its writers was acknowledged). Damage *followed by valid records*, or a WAL
+/// the manifest names that is missing, means acknowledged writes were lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalRecovery {
+    /// Tolerate a torn tail; any other damage fails the open with `Corruption` naming the
+    /// file and offset. The default.
+    #[default]
+    TolerateCorruptedTail,
+    /// Fail the open on any damage, a torn tail included.
+    AbsoluteConsistency,
+    /// Replay up to the first damage and stop there (later WAL files included): the
+    /// database opens with a consistent prefix of the acknowledged writes.
+    PointInTime,
+    /// Skip damaged records and replay every valid one (may break batch atomicity across
+    /// the damage; for salvage).
+    SkipAnyCorruptedRecords,
 }
 
 /// The budget split into bytes.

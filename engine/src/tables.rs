@@ -16,10 +16,7 @@ impl Inner {
             .tables
             .iter()
             .find(|(_, t)| &*t.name == name)
-            .map(|(id, t)| Table {
-                id,
-                name: t.name.clone(),
-            })
+            .map(|(id, t)| self.hooks.handle(id, t.name.clone()))
     }
 
     /// Every table, by id.
@@ -28,10 +25,7 @@ impl Inner {
             .hooks
             .tables
             .iter()
-            .map(|(id, t)| Table {
-                id,
-                name: t.name.clone(),
-            })
+            .map(|(id, t)| self.hooks.handle(id, t.name.clone()))
             .collect();
         v.sort_by_key(|t| t.id);
         v
@@ -99,7 +93,7 @@ impl Inner {
                 filter: Default::default(),
             },
         )?;
-        Ok(Table { id, name })
+        Ok(self.hooks.handle(id, name))
     }
 
     /// Installs (or removes) the compaction filter of `table`.

@@ -6,9 +6,10 @@
 //! in DESIGN.md §6.5, and only there.
 //!
 //! A group commit appends several records with one `write` (and one `fdatasync` when
-//! `wal_sync` is on) before any of its writers is acknowledged. Replay stops at the first
-//! record that is incomplete or fails its checksum: that is the tail a crash tore, and none
-//! of its writers had been acknowledged.
+//! `wal_sync` is on) before any of its writers is acknowledged, so a crash can only tear
+//! the tail: an incomplete or unreadable last record with nothing valid after it, none of
+//! whose writers was acknowledged. Replay tolerates that and reports anything else — damage
+//! followed by valid records — as [`WalRecovery`] says.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -18,6 +19,7 @@ use strata_dfs::coding::{get_u32, get_u64};
 use strata_dfs::{Error, Result};
 
 use crate::batch::WriteBatch;
+use crate::settings::WalRecovery;
 
 /// "STRATAWL" as little-endian bytes.
 pub const WAL_MAGIC: u64 = u64::from_le_bytes(*b"STRATAWL");
@@ -131,12 +133,38 @@ impl WalWriter {
 pub struct WalContents {
     /// Batches with their first sequence number, in log order.
     pub batches: Vec<(u64, WriteBatch)>,
-    /// Bytes after the last intact record (a torn tail).
+    /// Bytes of a torn tail: an incomplete or damaged last record with nothing valid after
+    /// it (a crash during a write; none of its writers was acknowledged).
     pub torn_bytes: u64,
+    /// Damaged bytes skipped between valid records ([`WalRecovery::SkipAnyCorruptedRecords`]).
+    pub skipped_bytes: u64,
+    /// Offset of damage followed by valid records where replay stopped
+    /// ([`WalRecovery::PointInTime`]).
+    pub stopped_at: Option<usize>,
 }
 
-/// Reads WAL file `number` from `dir`.
-pub fn read_wal(dir: &Path, number: u64) -> Result<WalContents> {
+/// The record at `pos`: its total length and batch, if it is whole, checksummed and
+/// decodable.
+fn record_at(b: &[u8], pos: usize) -> Option<(usize, (u64, WriteBatch))> {
+    let len = get_u32(b, pos)? as usize;
+    let crc = get_u32(b, pos + 4)?;
+    let payload = b.get(pos + 8..(pos + 8).checked_add(len)?)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Some((8 + len, WriteBatch::decode(payload)?))
+}
+
+/// The first offset at or after `from` where a valid record starts whose batch is newer
+/// than `after_seq` (a record a crash could not have left behind damage).
+fn next_valid_record(b: &[u8], from: usize, after_seq: u64) -> Option<usize> {
+    (from..b.len().saturating_sub(8)).find(|&q| {
+        record_at(b, q).is_some_and(|(_, (first, batch))| first > after_seq && !batch.is_empty())
+    })
+}
+
+/// Reads WAL file `number` from `dir`, treating damage as `mode` says.
+pub fn read_wal(dir: &Path, number: u64, mode: WalRecovery) -> Result<WalContents> {
     let path = wal_path(dir, number);
     let name = path.display().to_string();
     let b = std::fs::read(&path).map_err(|e| Error::io(format!("reading {name}"), e))?;
@@ -157,24 +185,46 @@ pub fn read_wal(dir: &Path, number: u64) -> Result<WalContents> {
         ));
     }
     let mut pos = HEADER_LEN;
+    let mut last_seq = 0;
     while pos < b.len() {
-        let rec = (|| {
-            let len = get_u32(&b, pos)? as usize;
-            let crc = get_u32(&b, pos + 4)?;
-            let payload = b.get(pos + 8..(pos + 8).checked_add(len)?)?;
-            (crc32fast::hash(payload) == crc).then_some((len, payload))
-        })();
-        let Some((len, payload)) = rec else { break };
-        let Some(batch) = WriteBatch::decode(payload) else {
-            return Err(Error::corruption(
-                &name,
-                format!("undecodable record at offset {pos}"),
-            ));
-        };
-        out.batches.push(batch);
-        pos += 8 + len;
+        if let Some((len, (first, batch))) = record_at(&b, pos) {
+            last_seq = first + batch.len().saturating_sub(1) as u64;
+            out.batches.push((first, batch));
+            pos += len;
+            continue;
+        }
+        match next_valid_record(&b, pos + 1, last_seq) {
+            None => {
+                if mode == WalRecovery::AbsoluteConsistency {
+                    return Err(Error::corruption(
+                        &name,
+                        format!("torn record at offset {pos} ({} bytes)", b.len() - pos),
+                    ));
+                }
+                out.torn_bytes = (b.len() - pos) as u64;
+                break;
+            }
+            Some(next) => match mode {
+                WalRecovery::TolerateCorruptedTail | WalRecovery::AbsoluteConsistency => {
+                    return Err(Error::corruption(
+                        &name,
+                        format!(
+                            "damaged record at offset {pos}, followed by valid records \
+                             (at offset {next}): acknowledged writes would be lost"
+                        ),
+                    ));
+                }
+                WalRecovery::PointInTime => {
+                    out.stopped_at = Some(pos);
+                    break;
+                }
+                WalRecovery::SkipAnyCorruptedRecords => {
+                    out.skipped_bytes += (next - pos) as u64;
+                    pos = next;
+                }
+            },
+        }
     }
-    out.torn_bytes = (b.len() - pos) as u64;
     Ok(out)
 }
 
@@ -192,6 +242,7 @@ mod tests {
                 key: vec![i],
                 value: vec![i; 10],
             }],
+            ..Default::default()
         }
     }
 
@@ -203,7 +254,7 @@ mod tests {
             .unwrap();
         w.append(&[batch(3).encode(12)]).unwrap();
         let full = std::fs::read(wal_path(dir.path(), 7)).unwrap();
-        let c = read_wal(dir.path(), 7).unwrap();
+        let c = read_wal(dir.path(), 7, WalRecovery::TolerateCorruptedTail).unwrap();
         assert_eq!(c.batches.len(), 3);
         assert_eq!(c.batches[2], (12, batch(3)));
         assert_eq!(c.torn_bytes, 0);
@@ -211,14 +262,16 @@ mod tests {
         let last_len = batch(3).encode(12).len() + 8;
         for cut in 1..last_len {
             std::fs::write(wal_path(dir.path(), 7), &full[..full.len() - cut]).unwrap();
-            let c = read_wal(dir.path(), 7).unwrap();
+            let c = read_wal(dir.path(), 7, WalRecovery::TolerateCorruptedTail).unwrap();
             assert_eq!(c.batches.len(), 2, "cut {cut}");
             assert_eq!(c.torn_bytes as usize, last_len - cut);
         }
         let mut bad = full.clone();
         bad[0] ^= 1;
         std::fs::write(wal_path(dir.path(), 7), &bad).unwrap();
-        assert!(read_wal(dir.path(), 7).unwrap_err().is_corruption());
+        assert!(read_wal(dir.path(), 7, WalRecovery::TolerateCorruptedTail)
+            .unwrap_err()
+            .is_corruption());
         assert_eq!(list_wals(dir.path()).unwrap(), vec![7]);
     }
 }

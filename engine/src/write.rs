@@ -13,8 +13,8 @@ use strata_chunkcache::HotWrite;
 use strata_dfs::key::{SeqNo, MAX_SEQ};
 use strata_dfs::{Error, MergeOperator, ReadTier, Result, ValueKind};
 
-use crate::batch::{Op, WriteBatch};
-use crate::catalog::Table;
+use crate::batch::{Op, Owner, WriteBatch};
+use crate::catalog::{Table, TableEntry};
 use crate::commit::ApplyState;
 use crate::inner::Inner;
 
@@ -22,27 +22,43 @@ use crate::inner::Inner;
 pub(crate) type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a;
 
 impl Inner {
+    /// Checks a caller's batch: its handles are this database's, and every operation is
+    /// valid.
     pub(crate) fn validate_batch(&self, batch: &WriteBatch) -> Result<()> {
+        match batch.owner {
+            Owner::Db(d) if d == self.hooks.db_id() => {}
+            Owner::None if batch.is_empty() => {}
+            _ => {
+                return Err(Error::invalid(
+                    "the batch uses table handles of another database",
+                ))
+            }
+        }
+        self.validate_ops(batch)
+    }
+
+    /// Checks every operation of a batch against its table and the size limits (also for
+    /// batches replayed from the WAL, which carry table ids, not handles).
+    pub(crate) fn validate_ops(&self, batch: &WriteBatch) -> Result<()> {
         batch.ops.iter().try_for_each(|op| {
-            self.check_op(op.kind, op.table, &op.key, &op.value)
-                .map(drop)
+            let t = self
+                .hooks
+                .tables
+                .get(op.table)
+                .ok_or_else(|| Error::invalid(format!("unknown table id {}", op.table)))?;
+            self.check_op(op.kind, t, &op.key, &op.value).map(drop)
         })
     }
 
     /// Checks one operation against the table and the size limits; returns the table's
     /// merge operator.
-    fn check_op(
+    fn check_op<'t>(
         &self,
         kind: ValueKind,
-        table: u32,
+        t: &'t TableEntry,
         key: &[u8],
         value: &[u8],
-    ) -> Result<Option<&dyn MergeOperator>> {
-        let t = self
-            .hooks
-            .tables
-            .get(table)
-            .ok_or_else(|| Error::invalid(format!("unknown table id {table}")))?;
+    ) -> Result<Option<&'t dyn MergeOperator>> {
         if key.len() > self.settings.max_key_bytes {
             return Err(Error::invalid(format!(
                 "key of {} bytes exceeds max_key_bytes {}",
@@ -85,7 +101,7 @@ impl Inner {
             return self.write(b);
         }
         self.check_writable()?;
-        let merge = self.check_op(kind, table.id, key, value)?;
+        let merge = self.check_op(kind, self.hooks.entry(table)?, key, value)?;
         {
             let _st = self.apply.lock();
             self.middle.check_poison()?;

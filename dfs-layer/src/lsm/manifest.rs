@@ -6,10 +6,16 @@
 //! The byte-level format (magic "STRATAMF", format version, payload, crc32) is specified in
 //! DESIGN.md §6.4, and only there.
 //!
-//! Recovery reads the highest generation. If it fails its checksum (a write torn by a crash:
-//! its commit was never acknowledged), recovery falls back to the previous generation, which
-//! every commit keeps until the next one succeeds, and reports the fallback. Anything else
-//! that fails validation is corruption.
+//! Generations are written whole with a conditional create (never replacing an existing
+//! object), so a generation is never torn: recovery reads the highest one, and if it fails
+//! validation the open fails with `Corruption` naming it — it never falls back to an older
+//! generation, which would silently drop the commits after it.
+//!
+//! Writer fencing: each open claims the store by committing the next generation with the
+//! writer epoch incremented. A writer commits generation `g` only if no object named `g`
+//! exists yet, so once a newer writer has claimed the store, the older one's next commit
+//! finds its generation taken and fails with [`Error::Busy`]. File numbers are partitioned
+//! by epoch (`epoch << 40` and up), so two writers never write the same file name.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,8 +29,11 @@ use crate::storage::Storage;
 
 /// "STRATAMF" as little-endian bytes.
 pub const MANIFEST_MAGIC: u64 = u64::from_le_bytes(*b"STRATAMF");
-/// Current manifest format version.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Current manifest format version (2 added the writer epoch; version 1 still reads, as
+/// epoch 0).
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// File numbers of writer epoch `e` start at `e << EPOCH_SHIFT`.
+pub const EPOCH_SHIFT: u32 = 40;
 const HEADER_LEN: usize = 24;
 
 /// A state table's persisted definition. `options` is opaque to this layer.
@@ -43,8 +52,14 @@ pub struct ManifestState {
     pub next_file_number: u64,
     /// Every write with a sequence number up to this one is in table files.
     pub last_seq: u64,
-    /// WAL files numbered below this are obsolete.
+    /// The WAL that holds the writes after `last_seq`, if the writer used one (0: none);
+    /// WAL files numbered below it are obsolete.
     pub log_number: u64,
+    /// The epoch of the writer that committed this generation; every open increments it.
+    pub writer_epoch: u64,
+    /// The database's identity, chosen at random when it is created (0 only in version 1
+    /// generations, until their first claim).
+    pub db_id: u64,
     /// State-table definitions by id.
     pub tables: BTreeMap<u32, TableDef>,
     /// The current files.
@@ -58,6 +73,8 @@ impl ManifestState {
         put_varint(&mut p, self.next_file_number);
         put_varint(&mut p, self.last_seq);
         put_varint(&mut p, self.log_number);
+        put_varint(&mut p, self.writer_epoch);
+        put_u64(&mut p, self.db_id);
         put_varint(&mut p, self.tables.len() as u64);
         for (id, def) in &self.tables {
             put_varint(&mut p, u64::from(*id));
@@ -101,7 +118,7 @@ impl ManifestState {
             return Err(bad("bad magic number"));
         }
         let version = r.u32().unwrap_or(0);
-        if version != MANIFEST_FORMAT_VERSION {
+        if !(1..=MANIFEST_FORMAT_VERSION).contains(&version) {
             return Err(bad(&format!("unsupported format version {version}")));
         }
         let generation = r.u64().ok_or_else(|| bad("truncated"))?;
@@ -116,6 +133,10 @@ impl ManifestState {
                 log_number: r.varint()?,
                 ..Default::default()
             };
+            if version >= 2 {
+                s.writer_epoch = r.varint()?;
+                s.db_id = r.u64()?;
+            }
             for _ in 0..r.varint()? {
                 let id = u32::try_from(r.varint()?).ok()?;
                 let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
@@ -160,8 +181,6 @@ impl ManifestState {
 pub struct ManifestRecovery {
     /// Generation loaded.
     pub generation: u64,
-    /// A newer generation was torn and skipped.
-    pub skipped_torn: Option<String>,
 }
 
 /// Reads and writes manifest generations.
@@ -171,12 +190,27 @@ pub struct ManifestStore {
     next_generation: u64,
 }
 
+/// A random non-zero 64-bit identity (std's per-process random hash keys, mixed with the
+/// time and process id).
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish().max(1)
+}
+
 fn manifest_path(generation: u64) -> String {
     format!("manifest/MANIFEST-{generation:020}")
 }
 
 impl ManifestStore {
-    /// Loads the newest valid manifest, or `None` for a new store.
+    /// Loads the newest manifest generation, or `None` for a new store. A newest
+    /// generation that fails validation is [`Error::Corruption`] naming it.
     pub fn open(
         storage: Arc<dyn Storage>,
     ) -> Result<(ManifestStore, Option<(ManifestState, ManifestRecovery)>)> {
@@ -190,63 +224,64 @@ impl ManifestStore {
             .collect();
         gens.sort();
         let next_generation = gens.last().map_or(1, |(g, _)| g + 1);
-        let mut store = ManifestStore {
+        let store = ManifestStore {
             storage: storage.clone(),
             next_generation,
         };
-        let Some((newest, newest_path)) = gens.pop() else {
+        let Some((newest, path)) = gens.pop() else {
             return Ok((store, None));
         };
-        let load = |path: &str| -> Result<(u64, ManifestState)> {
-            let b: Bytes = storage.read_all(path)?;
-            ManifestState::decode(&b, path)
-        };
-        match load(&newest_path) {
-            Ok((g, s)) if g == newest => Ok((
-                store,
-                Some((
-                    s,
-                    ManifestRecovery {
-                        generation: g,
-                        skipped_torn: None,
-                    },
-                )),
-            )),
-            Ok(_) => Err(Error::corruption(
-                &newest_path,
+        let bytes = storage.read_all(&path).map_err(|e| match e {
+            Error::NotFound(_) => Error::corruption(&path, "listed but missing"),
+            e => e,
+        })?;
+        let (g, state) = ManifestState::decode(&bytes, &path)?;
+        if g != newest {
+            return Err(Error::corruption(
+                &path,
                 "generation does not match its name",
-            )),
-            Err(e) if e.is_corruption() => {
-                // Only the newest generation may be torn; fall back to the one before it.
-                let Some((prev, prev_path)) = gens.pop() else {
-                    return Err(e);
-                };
-                let (g, s) = load(&prev_path).map_err(|_| e.clone())?;
-                if g != prev {
-                    return Err(e);
-                }
-                store.next_generation = newest + 1;
-                Ok((
-                    store,
-                    Some((
-                        s,
-                        ManifestRecovery {
-                            generation: g,
-                            skipped_torn: Some(newest_path),
-                        },
-                    )),
-                ))
-            }
-            Err(e) => Err(e),
+            ));
         }
+        Ok((store, Some((state, ManifestRecovery { generation: g }))))
     }
 
-    /// Writes `state` as the next generation; on success deletes generations older than
-    /// the previous one. A failure leaves the previous generation current.
+    /// Claims the store for a new writer: commits `state` with the writer epoch incremented
+    /// and file numbers moved into the new epoch's range. [`Error::Busy`] if another writer
+    /// committed first.
+    pub fn claim(&mut self, state: &mut ManifestState) -> Result<()> {
+        if state.db_id == 0 {
+            state.db_id = random_id();
+        }
+        state.writer_epoch += 1;
+        state.next_file_number = state
+            .next_file_number
+            .max(state.writer_epoch << EPOCH_SHIFT);
+        self.commit(state)
+    }
+
+    /// Writes `state` as the next generation, only if no writer has written that
+    /// generation yet; on success deletes generations older than the previous one. A
+    /// generation already taken means a newer writer claimed the store: [`Error::Busy`].
+    /// Any failure leaves the previous generation current.
     pub fn commit(&mut self, state: &ManifestState) -> Result<()> {
         let g = self.next_generation;
-        self.storage
-            .put(&manifest_path(g), Bytes::from(state.encode(g)))?;
+        let path = manifest_path(g);
+        if !self
+            .storage
+            .put_if_absent(&path, Bytes::from(state.encode(g)))?
+        {
+            let holder = self
+                .storage
+                .read_all(&path)
+                .ok()
+                .and_then(|b| ManifestState::decode(&b, &path).ok())
+                .map_or("unknown".to_string(), |(_, s)| s.writer_epoch.to_string());
+            return Err(Error::Busy(format!(
+                "fenced: {path} was committed by another writer (writer epoch {holder}; \
+                 this writer's epoch is {})",
+                state.writer_epoch
+            )));
+        }
         self.next_generation = g + 1;
         for o in self.storage.list("manifest/")? {
             let old = o
@@ -259,12 +294,6 @@ impl ManifestStore {
             }
         }
         Ok(())
-    }
-
-    /// Generation the next commit will write.
-    #[cfg(test)]
-    pub fn next_generation(&self) -> u64 {
-        self.next_generation
     }
 }
 
@@ -322,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn torn_newest_generation_falls_back_to_previous() {
+    fn damaged_newest_generation_is_corruption_never_a_fallback() {
         let storage: Arc<dyn Storage> = Arc::new(ObjectStorage::memory().unwrap());
         let (mut m, none) = ManifestStore::open(storage.clone()).unwrap();
         assert!(none.is_none());
@@ -330,24 +359,57 @@ mod tests {
         m.commit(&s).unwrap();
         s.last_seq = 99;
         m.commit(&s).unwrap();
-        // Tear generation 2: keep only its first half.
         let g2 = storage.read_all(&manifest_path(2)).unwrap();
         storage
             .put(&manifest_path(2), g2.slice(..g2.len() / 2))
             .unwrap();
-        let (m2, got) = ManifestStore::open(storage.clone()).unwrap();
-        let (got, rec) = got.unwrap();
-        assert_eq!(got.last_seq, 9, "must fall back to generation 1");
-        assert_eq!(rec.generation, 1);
-        assert_eq!(rec.skipped_torn.as_deref(), Some(manifest_path(2).as_str()));
-        assert_eq!(
-            m2.next_generation(),
-            3,
-            "never reuse a torn generation's name"
+        let e = ManifestStore::open(storage.clone()).unwrap_err();
+        assert!(
+            e.is_corruption() && e.to_string().contains("MANIFEST-"),
+            "{e}"
         );
-        // Both torn: corruption, not an empty database.
-        let g1 = storage.read_all(&manifest_path(1)).unwrap();
-        storage.put(&manifest_path(1), g1.slice(..3)).unwrap();
-        assert!(ManifestStore::open(storage).unwrap_err().is_corruption());
+        storage.put(&manifest_path(2), g2).unwrap();
+        let (_, got) = ManifestStore::open(storage).unwrap();
+        assert_eq!(got.unwrap().0.last_seq, 99);
+    }
+
+    #[test]
+    fn a_newer_writer_fences_the_older_one() {
+        let storage: Arc<dyn Storage> = Arc::new(ObjectStorage::memory().unwrap());
+        let (mut old, _) = ManifestStore::open(storage.clone()).unwrap();
+        let mut s = state();
+        old.claim(&mut s).unwrap();
+        assert_eq!(s.writer_epoch, 1);
+        assert_ne!(s.db_id, 0, "a claim gives the database an identity");
+        assert!(s.next_file_number >= 1 << EPOCH_SHIFT);
+        let (mut new, got) = ManifestStore::open(storage.clone()).unwrap();
+        let mut s2 = got.unwrap().0;
+        new.claim(&mut s2).unwrap();
+        assert_eq!(s2.writer_epoch, 2);
+        assert_eq!(s2.db_id, s.db_id, "the identity stays");
+        assert!(s2.next_file_number >= 2 << EPOCH_SHIFT);
+        let e = old.commit(&s).unwrap_err();
+        assert!(matches!(&e, Error::Busy(m) if m.contains("epoch 2")), "{e}");
+        new.commit(&s2).unwrap();
+    }
+
+    #[test]
+    fn version_1_generations_still_read() {
+        let mut s = state();
+        s.version = Version::default();
+        s.tables.clear();
+        let mut p = Vec::new();
+        for v in [s.next_file_number, s.last_seq, s.log_number, 0, 0] {
+            put_varint(&mut p, v); // no writer epoch; no tables; no files
+        }
+        let mut v1 = Vec::new();
+        put_u64(&mut v1, MANIFEST_MAGIC);
+        put_u32(&mut v1, 1);
+        put_u64(&mut v1, 5);
+        put_u32(&mut v1, p.len() as u32);
+        v1.extend_from_slice(&p);
+        let crc = crc32fast::hash(&v1);
+        put_u32(&mut v1, crc);
+        assert_eq!(ManifestState::decode(&v1, "m").unwrap(), (5, s));
     }
 }

@@ -73,8 +73,10 @@ pub struct Recovered {
 }
 
 impl LsmTree {
-    /// Opens (or creates) the tree in `storage`, deletes table files no version references,
-    /// and starts the compaction threads.
+    /// Opens (or creates) the tree in `storage` as its writer: loads the newest manifest
+    /// generation (a damaged one is [`Error::Corruption`]), checks that every file it names
+    /// exists, claims the store with a new writer epoch ([`Error::Busy`] if another writer
+    /// claimed it first), deletes orphaned table files, and starts the compaction threads.
     pub fn open(
         storage: Arc<dyn Storage>,
         cache: Option<Arc<BlockCache>>,
@@ -82,46 +84,58 @@ impl LsmTree {
         hooks: Arc<dyn TreeHooks>,
     ) -> Result<(LsmTree, Recovered)> {
         let (mut store, loaded) = ManifestStore::open(storage.clone())?;
-        let (manifest, recovery) = match loaded {
+        let (mut manifest, recovery) = match loaded {
             Some((s, r)) => (s, Some(r)),
-            None => {
-                let s = ManifestState {
+            None => (
+                ManifestState {
                     next_file_number: 1,
                     ..Default::default()
-                };
-                store.commit(&s)?;
-                (s, None)
-            }
+                },
+                None,
+            ),
         };
+        // Every file the manifest names must be there before anything is written.
         let referenced: HashSet<u64> = manifest
             .version
             .all_files()
             .map(|(_, _, f)| f.number)
             .collect();
-        let mut present = HashSet::new();
-        let mut orphans_deleted = 0;
-        for o in storage.list("sst/")? {
-            let num = o
-                .path
-                .strip_prefix("sst/")
-                .and_then(|s| s.strip_suffix(".sst"))
-                .and_then(|s| s.parse::<u64>().ok());
-            match num {
-                Some(n) if referenced.contains(&n) => {
-                    present.insert(n);
-                }
-                _ => {
-                    storage.delete(&o.path)?;
-                    orphans_deleted += 1;
-                }
-            }
-        }
+        let files: Vec<(u64, String)> = storage
+            .list("sst/")?
+            .into_iter()
+            .filter_map(|o| {
+                let n = o
+                    .path
+                    .strip_prefix("sst/")?
+                    .strip_suffix(".sst")?
+                    .parse()
+                    .ok()?;
+                Some((n, o.path))
+            })
+            .collect();
+        let present: HashSet<u64> = files.iter().map(|(n, _)| *n).collect();
         if let Some(missing) = referenced.iter().find(|n| !present.contains(n)) {
             return Err(Error::corruption(
                 table_path(*missing),
                 "table file referenced by the manifest is missing",
             ));
         }
+        // Claim the store (fencing out any older writer: its later commits fail), then sweep
+        // orphans: files listed before the claim, so older than the claimed generation, that
+        // it provably does not reference (the claimed generation names the same files as
+        // the one loaded). A file a crashed or fenced writer wrote after the listing stays
+        // until the next open; no number is ever reused, so it can never be mistaken for a
+        // live file.
+        store.claim(&mut manifest)?;
+        let mut orphans_deleted = 0;
+        for (n, path) in &files {
+            if !referenced.contains(n) {
+                storage.delete(path)?;
+                orphans_deleted += 1;
+            }
+        }
+        let max_present = present.iter().copied().max().unwrap_or(0);
+        manifest.next_file_number = manifest.next_file_number.max(max_present + 1);
         let next_file = manifest.next_file_number.max(1);
         let current = Arc::new(manifest.version.clone());
         let inner = Arc::new(Inner {

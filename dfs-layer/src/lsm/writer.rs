@@ -98,6 +98,7 @@ fn write_run_into(
         let new_key = pk.is_some_and(|p| p.user_key != cur_key.as_slice());
         if (at_end || new_key) && !versions.is_empty() {
             for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
+                check_entry_size(spec.table_id, &cur_key, &v)?;
                 let b = builder.get_or_insert_with(|| TableBuilder::new(spec.build, spec.table_id));
                 b.add(&key::internal_key(&cur_key, seq, kind), &v);
             }
@@ -121,6 +122,18 @@ fn write_run_into(
     it.status()?;
     if let Some(b) = builder.take().filter(|b| b.entries() > 0) {
         outputs.push(finish_table(target, b)?);
+    }
+    Ok(())
+}
+
+/// Refuses an entry too large for a block (a merged value near 4 GiB): the write fails,
+/// and the caller poisons the tree, instead of writing offsets that wrap.
+pub(crate) fn check_entry_size(table_id: u32, key: &[u8], value: &[u8]) -> Result<()> {
+    if key.len() + value.len() > crate::block::MAX_ENTRY_BYTES {
+        return Err(Error::invalid(format!(
+            "a value of {} bytes in table {table_id} exceeds the largest block entry",
+            value.len()
+        )));
     }
     Ok(())
 }
