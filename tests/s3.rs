@@ -4,25 +4,75 @@
 
 use std::sync::Arc;
 
-use strata::{Db, ObjectStorage, S3Settings, Settings, Storage};
+use strata::{Db, Error, ObjectStorage, S3Settings, Settings, Storage};
 
-#[test]
-fn engine_on_s3_with_disk_cache_tier() {
+/// S3 settings for a fresh prefix of the test bucket, or `None` (a skip) when no server is
+/// configured; with `STRATA_REQUIRE_S3=1` a missing server fails the test.
+fn s3_settings(test: &str) -> Option<S3Settings> {
     let required = std::env::var("STRATA_REQUIRE_S3").is_ok_and(|v| v == "1");
     let prefix = format!(
-        "engine-{}-{}",
+        "{test}-{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos()
     );
-    let Some(s3) = S3Settings::from_env(&prefix) else {
+    let s3 = S3Settings::from_env(&prefix);
+    if s3.is_none() {
         assert!(
             !required,
             "STRATA_REQUIRE_S3=1 but STRATA_S3_ENDPOINT is not set"
         );
-        eprintln!("engine_on_s3_with_disk_cache_tier: no S3 server configured; skipped");
+        eprintln!("{test}: no S3 server configured; skipped");
+    }
+    s3
+}
+
+#[test]
+fn a_fenced_writer_cannot_commit_on_s3() {
+    let Some(s3) = s3_settings("fencing") else {
+        return;
+    };
+    let settings = Settings {
+        flush_on_close: false,
+        ..Settings::small_for_tests(1 << 20)
+    };
+    let open = || {
+        let storage: Arc<dyn Storage> = Arc::new(ObjectStorage::s3(&s3).unwrap());
+        Db::builder(settings.clone()).storage(storage).open()
+    };
+    let old = open().unwrap();
+    let t = old.default_table();
+    old.put(&t, b"before", b"1").unwrap();
+    old.flush().unwrap();
+    let new = open().unwrap();
+    old.put(&t, b"stale", b"2").unwrap();
+    match old.flush() {
+        Err(Error::Busy(m)) => assert!(m.contains("epoch"), "{m}"),
+        other => panic!("the fenced writer's flush returned {other:?}"),
+    }
+    let t = new.default_table();
+    assert_eq!(new.get(&t, b"before").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(new.get(&t, b"stale").unwrap(), None);
+    new.put(&t, b"after", b"3").unwrap();
+    new.flush().unwrap();
+    new.close().unwrap();
+    drop((old, new));
+    let db = open().unwrap();
+    let t = db.default_table();
+    assert_eq!(db.get(&t, b"after").unwrap().as_deref(), Some(&b"3"[..]));
+    assert_eq!(db.get(&t, b"stale").unwrap(), None);
+    db.close().unwrap();
+    let storage = ObjectStorage::s3(&s3).unwrap();
+    for o in storage.list("").unwrap() {
+        storage.delete(&o.path).unwrap();
+    }
+}
+
+#[test]
+fn engine_on_s3_with_disk_cache_tier() {
+    let Some(s3) = s3_settings("engine") else {
         return;
     };
     let cache_dir = tempfile::tempdir().unwrap();

@@ -169,9 +169,24 @@ fn a_directory_opened_twice_is_refused() {
         Err(e) => panic!("expected Busy, got {e}"),
         Ok(_) => panic!("a second open of a locked directory succeeded"),
     }
+    // Another process is refused too, and told who holds the lock.
+    let probe = |dir: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_open_probe"))
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = probe(home.dir.path());
+    assert!(
+        said.starts_with("busy:") && said.contains(&format!("pid {}", std::process::id())),
+        "{said}"
+    );
     db.close().unwrap();
     drop(db);
     // Released on close.
+    assert_eq!(probe(home.dir.path()).trim(), "opened");
     home.open(Settings::small_for_tests(4 << 20)).unwrap();
 }
 
@@ -286,4 +301,164 @@ fn a_handle_of_another_database_is_rejected_everywhere() {
     invalid(da.prefix(&tb, b"").map(drop), "iterate");
     invalid(da.multi_get(&tb, &[b"k"]).map(drop), "multi_get");
     assert_eq!(da.get(&ta, b"k").unwrap(), None, "nothing was written");
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else if p.file_name().is_some_and(|n| n != "LOCK") {
+            out.push(p);
+        }
+    }
+}
+
+/// Opens the damaged database and reads everything: each read is the model's value or a
+/// `Corruption` error, never a wrong value or a silently missing key.
+fn check_reported_or_harmless(
+    home: &TestHome,
+    settings: &Settings,
+    model: &[(Vec<u8>, Vec<u8>)],
+    what: &str,
+) {
+    let db = match home.open(settings.clone()) {
+        Err(e) => {
+            assert!(e.is_corruption(), "{what}: open failed with {e}");
+            return;
+        }
+        Ok(db) => db,
+    };
+    let t = db.table("lists").unwrap();
+    for (k, v) in model {
+        match db.get(&t, k) {
+            Ok(Some(got)) => assert_eq!(&got, v, "{what}: wrong value for {k:?}"),
+            Ok(None) => panic!("{what}: {k:?} is missing without an error"),
+            Err(e) => assert!(e.is_corruption(), "{what}: {e}"),
+        }
+    }
+    let mut seen = 0;
+    for kv in db.range(&t, b"", None).unwrap() {
+        match kv {
+            Ok((k, v)) => {
+                let want = model.iter().find(|(mk, _)| *mk == k);
+                assert_eq!(want.map(|(_, mv)| mv), Some(&v), "{what}: scan saw {k:?}");
+                seen += 1;
+            }
+            Err(e) => {
+                assert!(e.is_corruption(), "{what}: {e}");
+                seen = model.len();
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        model.len(),
+        "{what}: the scan lost keys without an error"
+    );
+    drop(db);
+}
+
+#[test]
+fn flipped_bytes_in_any_file_are_reported_or_harmless() {
+    for wal in [false, true] {
+        let home = TestHome::new(StoreKind::Local);
+        let settings = Settings {
+            wal_enabled: wal,
+            flush_on_close: false,
+            ..Settings::small_for_tests(1 << 20)
+        };
+        let mut model = std::collections::BTreeMap::new();
+        {
+            let db = home.open(settings.clone()).unwrap();
+            let t = db
+                .create_table("lists", TableOptions::with_merge(MergeKind::Append))
+                .unwrap();
+            for round in 0..3u32 {
+                for i in 0..1500u32 {
+                    let k = format!("key{:05}", (i * 7 + round * 311) % 2000).into_bytes();
+                    let op = [i % 5, round].iter().sum::<u32>() % 3;
+                    let v = format!("r{round}i{i};").into_bytes();
+                    match op {
+                        0 => {
+                            db.put(&t, &k, &v).unwrap();
+                            model.insert(k, v);
+                        }
+                        1 => {
+                            db.merge(&t, &k, &v).unwrap();
+                            model
+                                .entry(k)
+                                .or_insert_with(Vec::new)
+                                .extend_from_slice(&v);
+                        }
+                        _ => {
+                            db.delete(&t, &k).unwrap();
+                            model.remove(&k);
+                        }
+                    }
+                }
+                // Without the WAL everything must be flushed to be durable; with it the
+                // last round lives only in the WAL.
+                if round < 2 || !wal {
+                    db.flush().unwrap();
+                }
+            }
+            db.close().unwrap();
+        }
+        let model: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
+        let pristine = tempfile::tempdir().unwrap();
+        copy_tree(home.dir.path(), pristine.path());
+        let mut files = Vec::new();
+        files_under(home.dir.path(), &mut files);
+        assert!(files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("MANIFEST")));
+        assert!(files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "sst")));
+        assert_eq!(
+            files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "log")),
+            wal
+        );
+        let mut trials = 0;
+        for f in &files {
+            let good = std::fs::read(f).unwrap();
+            let n = good.len();
+            // The first and last bytes (headers, footers, checksums) and 14 spread between.
+            let mut offsets: Vec<usize> = (0..16).map(|i| i * (n - 1) / 15).collect();
+            offsets.extend([1, n.saturating_sub(5)]);
+            offsets.sort_unstable();
+            offsets.dedup();
+            for off in offsets {
+                copy_tree(pristine.path(), home.dir.path());
+                let mut bad = good.clone();
+                bad[off] ^= 0x5a;
+                std::fs::write(f, &bad).unwrap();
+                let what = format!("wal={wal} {} byte {off} of {n}", f.display());
+                check_reported_or_harmless(&home, &settings, &model, &what);
+                trials += 1;
+            }
+        }
+        println!(
+            "wal={wal}: {trials} damaged copies checked over {} files",
+            files.len()
+        );
+        assert!(trials >= 20, "{trials} trials");
+    }
 }

@@ -163,6 +163,22 @@ fn next_valid_record(b: &[u8], from: usize, after_seq: u64) -> Option<usize> {
     })
 }
 
+/// True if the unreadable record at `pos` is what a crash leaves: fewer than a header's
+/// bytes, a record whose length runs past the end of the file (a write cut short), or
+/// zeros (space the file system allocated but never wrote). A record that is whole but
+/// fails its checksum, or whose bytes to the end of the file are exactly its checksummed
+/// payload (a damaged length), is damage.
+fn torn_at(b: &[u8], pos: usize) -> bool {
+    let rest = &b[pos..];
+    if rest.len() < 8 || rest.iter().all(|&x| x == 0) {
+        return true;
+    }
+    let len = get_u32(b, pos).unwrap_or(0) as usize;
+    let crc = get_u32(b, pos + 4).unwrap_or(0);
+    let whole = rest.len() - 8 >= len;
+    !whole && crc32fast::hash(&rest[8..]) != crc
+}
+
 /// Reads WAL file `number` from `dir`, treating damage as `mode` says.
 pub fn read_wal(dir: &Path, number: u64, mode: WalRecovery) -> Result<WalContents> {
     let path = wal_path(dir, number);
@@ -193,36 +209,41 @@ pub fn read_wal(dir: &Path, number: u64, mode: WalRecovery) -> Result<WalContent
             pos += len;
             continue;
         }
-        match next_valid_record(&b, pos + 1, last_seq) {
-            None => {
-                if mode == WalRecovery::AbsoluteConsistency {
-                    return Err(Error::corruption(
-                        &name,
-                        format!("torn record at offset {pos} ({} bytes)", b.len() - pos),
-                    ));
-                }
-                out.torn_bytes = (b.len() - pos) as u64;
+        let next = next_valid_record(&b, pos + 1, last_seq);
+        if next.is_none() && torn_at(&b, pos) {
+            if mode == WalRecovery::AbsoluteConsistency {
+                return Err(Error::corruption(
+                    &name,
+                    format!("torn record at offset {pos} ({} bytes)", b.len() - pos),
+                ));
+            }
+            out.torn_bytes = (b.len() - pos) as u64;
+            break;
+        }
+        match (mode, next) {
+            (WalRecovery::PointInTime, _) => {
+                out.stopped_at = Some(pos);
                 break;
             }
-            Some(next) => match mode {
-                WalRecovery::TolerateCorruptedTail | WalRecovery::AbsoluteConsistency => {
-                    return Err(Error::corruption(
-                        &name,
-                        format!(
-                            "damaged record at offset {pos}, followed by valid records \
-                             (at offset {next}): acknowledged writes would be lost"
-                        ),
-                    ));
-                }
-                WalRecovery::PointInTime => {
-                    out.stopped_at = Some(pos);
-                    break;
-                }
-                WalRecovery::SkipAnyCorruptedRecords => {
-                    out.skipped_bytes += (next - pos) as u64;
-                    pos = next;
-                }
-            },
+            (WalRecovery::SkipAnyCorruptedRecords, Some(next)) => {
+                out.skipped_bytes += (next - pos) as u64;
+                pos = next;
+            }
+            (WalRecovery::SkipAnyCorruptedRecords, None) => {
+                out.skipped_bytes += (b.len() - pos) as u64;
+                break;
+            }
+            _ => {
+                return Err(Error::corruption(
+                    &name,
+                    format!(
+                        "damaged record at offset {pos}{}: acknowledged writes would be lost",
+                        next.map_or(String::new(), |n| format!(
+                            ", followed by valid records (at offset {n})"
+                        ))
+                    ),
+                ));
+            }
         }
     }
     Ok(out)
@@ -266,6 +287,25 @@ mod tests {
             assert_eq!(c.batches.len(), 2, "cut {cut}");
             assert_eq!(c.torn_bytes as usize, last_len - cut);
         }
+        // A whole last record that fails its checksum is damage, not a torn tail, and so is
+        // one whose length field was damaged.
+        let last_at = full.len() - last_len;
+        for at in [last_at + 2, last_at + 5, full.len() - 1] {
+            let mut bad = full.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(wal_path(dir.path(), 7), &bad).unwrap();
+            let e = read_wal(dir.path(), 7, WalRecovery::TolerateCorruptedTail).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("offset {last_at}")),
+                "{at}: {e}"
+            );
+        }
+        // Zeros after the last record (allocated, never written) are a torn tail.
+        let mut zeros = full.clone();
+        zeros.extend_from_slice(&[0; 100]);
+        std::fs::write(wal_path(dir.path(), 7), &zeros).unwrap();
+        let c = read_wal(dir.path(), 7, WalRecovery::TolerateCorruptedTail).unwrap();
+        assert_eq!((c.batches.len(), c.torn_bytes), (3, 100));
         let mut bad = full.clone();
         bad[0] ^= 1;
         std::fs::write(wal_path(dir.path(), 7), &bad).unwrap();
