@@ -245,7 +245,12 @@ fn merges_past_the_block_limit_are_kept_end_to_end() {
                 db.merge(&lists, b"big", &operand).unwrap();
             }
             db.put(&other, b"unrelated", b"kept").unwrap();
+            db.maintain().unwrap(); // pack into chunks
             db.flush().unwrap();
+            // Full compaction folds every operand into one 70 MiB value in one block.
+            db.compact_table(&lists).unwrap();
+            let v = db.get(&lists, b"big").unwrap().unwrap();
+            assert_eq!(v.len(), 70 << 20);
             db.merge(&lists, b"big", b"tail").unwrap();
             db.close().unwrap();
         }
