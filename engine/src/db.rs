@@ -37,6 +37,7 @@ pub struct DbBuilder {
     pub(crate) storage: Option<Arc<dyn Storage>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) merge_ops: Vec<Arc<dyn MergeOperator>>,
+    pub(crate) read_only: bool,
 }
 
 impl DbBuilder {
@@ -48,6 +49,7 @@ impl DbBuilder {
             storage: None,
             clock: Arc::new(SystemClock),
             merge_ops: Vec::new(),
+            read_only: false,
         }
     }
     /// Keep the database in this local directory (the default store). Also the default
@@ -69,6 +71,14 @@ impl DbBuilder {
     /// Registers a custom merge operator, for tables whose options name it.
     pub fn merge_operator(mut self, op: Arc<dyn MergeOperator>) -> Self {
         self.merge_ops.push(op);
+        self
+    }
+    /// Opens an existing database without becoming its writer, for tools that inspect a
+    /// database another process may be writing: no directory lock, no writer epoch, no
+    /// compaction; WAL contents are replayed into memory only; every write, flush and
+    /// compaction fails with `Poisoned`. Reads see the state as of the open.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
         self
     }
     /// Opens (or creates) the database.
@@ -138,6 +148,11 @@ impl Db {
     /// Looks a table up by name.
     pub fn table(&self, name: &str) -> Option<Table> {
         self.inner.table(name)
+    }
+
+    /// The options `table` was created with.
+    pub fn table_options(&self, table: &Table) -> Result<TableOptions> {
+        Ok(self.inner.hooks.entry(table)?.options.clone())
     }
 
     /// Every table, by id.

@@ -81,4 +81,8 @@ pub use wal::{WAL_FORMAT_VERSION, WAL_MAGIC};
 pub mod internals {
     pub use strata_chunkcache as chunkcache;
     pub use strata_dfs as dfs;
+    /// The WAL reader, for tools that check WAL files (`strata verify`).
+    pub mod wal {
+        pub use crate::wal::{list_wals, read_wal, wal_path, WalContents};
+    }
 }

@@ -28,8 +28,8 @@ impl Db {
         b.settings.validate()?;
         let settings = b.settings;
         let dir_lock = match &b.dir {
-            Some(d) => Some(lock_dir(d)?),
-            None => None,
+            Some(d) if !b.read_only => Some(lock_dir(d)?),
+            _ => None,
         };
         let storage: Arc<dyn Storage> = match (&b.storage, &b.dir) {
             (Some(s), _) => s.clone(),
@@ -53,6 +53,7 @@ impl Db {
             restart_interval: 16,
             bloom_bits_per_key: settings.bloom_bits_per_key,
             compaction_threads: settings.compaction_threads,
+            read_only: b.read_only,
         };
         let (tree, recovered) = LsmTree::open(
             storage.clone(),
@@ -111,9 +112,10 @@ impl Db {
         inner.recover_wal(
             recovered.state.log_number,
             recovered.state.last_seq,
+            b.read_only,
             &mut recovery,
         )?;
-        if inner.table(DEFAULT_TABLE).is_none() {
+        if inner.table(DEFAULT_TABLE).is_none() && !b.read_only {
             inner.create_table(DEFAULT_TABLE, TableOptions::default())?;
         }
         Ok(Db {

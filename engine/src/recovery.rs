@@ -33,12 +33,13 @@ pub struct RecoveryInfo {
 }
 
 impl Inner {
-    /// Replays the WAL files from `log_number` on (writes after `durable_seq`), then makes
-    /// them durable with a flush and starts a fresh WAL.
+    /// Replays the WAL files from `log_number` on (writes after `durable_seq`), then (unless
+    /// `read_only`) makes them durable with a flush and starts a fresh WAL.
     pub(crate) fn recover_wal(
         &self,
         log_number: u64,
         durable_seq: SeqNo,
+        read_only: bool,
         info: &mut RecoveryInfo,
     ) -> Result<()> {
         let Some(dir) = &self.wal_dir else {
@@ -100,8 +101,8 @@ impl Inner {
                 info.wal_batches_replayed += 1;
             }
         }
-        if !self.settings.wal_enabled && numbers.is_empty() {
-            return Ok(());
+        if read_only || (!self.settings.wal_enabled && numbers.is_empty()) {
+            return Ok(()); // read-only: the replayed writes stay in memory
         }
         // Make the replayed writes durable in table files and start a fresh WAL.
         if self.settings.wal_enabled || info.wal_batches_replayed > 0 {

@@ -24,6 +24,9 @@ pub struct TreeOptions {
     pub bloom_bits_per_key: u32,
     /// Background compaction threads.
     pub compaction_threads: usize,
+    /// Open without becoming the writer: no claim of the store, no orphan sweep, no
+    /// compaction threads, and every write refused (tools that inspect a live database).
+    pub read_only: bool,
 }
 
 impl Default for TreeOptions {
@@ -34,6 +37,7 @@ impl Default for TreeOptions {
             restart_interval: 16,
             bloom_bits_per_key: 10,
             compaction_threads: 1,
+            read_only: false,
         }
     }
 }

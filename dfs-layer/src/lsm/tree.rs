@@ -86,6 +86,9 @@ impl LsmTree {
         let (mut store, loaded) = ManifestStore::open(storage.clone())?;
         let (mut manifest, recovery) = match loaded {
             Some((s, r)) => (s, Some(r)),
+            None if opts.read_only => {
+                return Err(Error::invalid(format!("no database in {storage:?}")));
+            }
             None => (
                 ManifestState {
                     next_file_number: 1,
@@ -126,9 +129,11 @@ impl LsmTree {
         // the one loaded). A file a crashed or fenced writer wrote after the listing stays
         // until the next open; no number is ever reused, so it can never be mistaken for a
         // live file.
-        store.claim(&mut manifest)?;
         let mut orphans_deleted = 0;
-        for (n, path) in &files {
+        if !opts.read_only {
+            store.claim(&mut manifest)?;
+        }
+        for (n, path) in files.iter().filter(|_| !opts.read_only) {
             if !referenced.contains(n) {
                 storage.delete(path)?;
                 orphans_deleted += 1;
@@ -160,7 +165,15 @@ impl LsmTree {
             poison: Mutex::new(None),
             counters: Counters::default(),
         });
-        let threads = (0..opts.compaction_threads.max(1))
+        if opts.read_only {
+            inner.set_poison("the database is open read-only");
+        }
+        let workers = if opts.read_only {
+            0
+        } else {
+            opts.compaction_threads.max(1)
+        };
+        let threads = (0..workers)
             .map(|i| {
                 let inner = inner.clone();
                 std::thread::Builder::new()

@@ -110,6 +110,21 @@ impl TableReader {
         self.size
     }
 
+    /// The index: for each data block, its last internal key and its handle (offset,
+    /// stored length with trailer). For tools (`strata sst`).
+    pub fn index_entries(&self) -> Result<Vec<(Vec<u8>, u64, u64)>> {
+        let mut it = self.index.iter();
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while it.valid() {
+            let (off, len) = self.decode_handle(it.value())?;
+            out.push((it.key().to_vec(), off, len));
+            it.next();
+        }
+        it.status().map_err(|e| e.in_file(&self.path))?;
+        Ok(out)
+    }
+
     /// Bloom check: false means `user_key` is certainly not in this file.
     pub fn may_contain(&self, user_key: &[u8]) -> bool {
         bloom::may_contain(&self.filter, user_key)

@@ -1,0 +1,146 @@
+//! The `strata` tool against real databases: `verify` exits 0 on a healthy database and
+//! non-zero, naming the file, on each kind of damage; `info`, `dump`, `sst` and `compact`
+//! print what the database holds.
+
+use std::path::Path;
+use std::process::Command;
+
+use strata::{Db, MergeKind, Settings, TableOptions};
+
+fn strata(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// A database with two tables in table files and more writes only in the WAL.
+fn make_db(dir: &Path) {
+    let s = Settings {
+        wal_enabled: true,
+        flush_on_close: false,
+        ..Settings::small_for_tests(1 << 20)
+    };
+    let db = Db::open(dir, s).unwrap();
+    let t = db.default_table();
+    let lists = db
+        .create_table("lists", TableOptions::with_merge(MergeKind::Append))
+        .unwrap();
+    for i in 0..3000u32 {
+        db.put(&t, format!("k{i:05}").as_bytes(), &i.to_le_bytes())
+            .unwrap();
+        db.merge(&lists, format!("l{:03}", i % 100).as_bytes(), b"x")
+            .unwrap();
+    }
+    db.flush().unwrap();
+    db.put(&t, b"only-in-wal", b"yes").unwrap();
+    db.close().unwrap();
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = at.min(b.len() - 1);
+    b[at] ^= 0x20;
+    std::fs::write(path, b).unwrap();
+}
+
+fn newest(dir: &Path, ext: Option<&str>) -> std::path::PathBuf {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)))
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+#[test]
+fn verify_passes_a_healthy_database_and_fails_each_kind_of_damage() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("db");
+    make_db(&dir);
+    let d = dir.to_str().unwrap();
+    let (ok, out) = strata(&["verify", d]);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 damaged files"), "{out}");
+
+    let pristine = home.path().join("pristine");
+    copy(&dir, &pristine);
+    let damage = [
+        ("table file", "data/sst", Some("sst")),
+        ("manifest", "data/manifest", None),
+        ("WAL", "wal", Some("log")),
+    ];
+    for (what, sub, ext) in damage {
+        copy(&pristine, &dir);
+        let f = newest(&dir.join(sub), ext);
+        let len = std::fs::metadata(&f).unwrap().len() as usize;
+        flip(&f, len / 3);
+        let (ok, out) = strata(&["verify", d]);
+        assert!(!ok, "{what}: verify passed a damaged file\n{out}");
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            out.contains("DAMAGED") && out.contains(name),
+            "{what}: the report names {name}\n{out}"
+        );
+    }
+    // A missing table file.
+    copy(&pristine, &dir);
+    std::fs::remove_file(newest(&dir.join("data/sst"), Some("sst"))).unwrap();
+    let (ok, out) = strata(&["verify", d]);
+    assert!(!ok && out.contains("missing"), "{out}");
+}
+
+#[test]
+fn info_dump_sst_and_compact_show_the_database() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("db");
+    make_db(&dir);
+    let d = dir.to_str().unwrap();
+    let (ok, out) = strata(&["info", d]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("\"lists\"") && out.contains("merge Append"),
+        "{out}"
+    );
+    assert!(out.contains("level 0"), "{out}");
+    let (ok, out) = strata(&["dump", d, "--table", "default", "--prefix", "only"]);
+    assert!(
+        ok && out.contains("only-in-wal => yes"),
+        "the WAL's writes are shown\n{out}"
+    );
+    let (ok, out) = strata(&[
+        "dump", d, "--table", "lists", "--prefix", "6c303037", "--hex",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("6c303037 => 787878"), "{out}");
+    let sst = newest(&dir.join("data/sst"), Some("sst"));
+    let (ok, out) = strata(&["sst", sst.to_str().unwrap(), "--entries", "3"]);
+    assert!(
+        ok && out.contains("index:") && out.contains("entries"),
+        "{out}"
+    );
+    let (ok, out) = strata(&["compact", d]);
+    assert!(ok && out.contains("compacted \"lists\""), "{out}");
+    let (ok, out) = strata(&["verify", d]);
+    assert!(ok, "{out}");
+    let (ok, out) = strata(&["dump", d, "--table", "nope"]);
+    assert!(!ok && out.contains("no table"), "{out}");
+}
+
+fn copy(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
