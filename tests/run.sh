@@ -37,6 +37,16 @@ if [ "$status" = 0 ]; then
     grep -c '^| ' "$s3dir/bench.md" | xargs echo "bench rows:"
     echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (benchmark smoke run)" >> "$log"
   fi
+  # Every cargo-fuzz target for a bounded time (fuzz/README.md); a crash fails the run.
+  echo "== fuzzing (FUZZ_SECONDS=${FUZZ_SECONDS:-20} per target) =="
+  if ! bash fuzz/run.sh > "$s3dir/fuzz.txt" 2>&1; then
+    tail -60 "$s3dir/fuzz.txt"
+    echo "test.sh: a fuzz target failed" >&2
+    status=1
+  else
+    grep -E 'exec/s' "$s3dir/fuzz.txt"
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (bounded fuzzing)" >> "$log"
+  fi
   # Smoke-run the README's demo command on a small stream (tests/demo.rs checks its figures).
   echo "== demo job smoke run =="
   if ! cargo run -q -p strata-demo -- --events 20000 --pages 10 --print-every 360 > "$s3dir/demo.txt"; then
