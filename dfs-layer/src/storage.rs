@@ -70,6 +70,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn delete(&self, path: &str) -> Result<()>;
     /// Size of the object in bytes.
     fn size(&self, path: &str) -> Result<u64>;
+    /// Makes the object at `path` (and its name) survive a power loss. A no-op where a
+    /// successful `put` is already durable (object stores, memory); for a local directory,
+    /// an fsync of the file and of its directory. The engine calls it after every table
+    /// file and manifest write when `wal_sync` is set, before anything refers to the object.
+    fn sync(&self, _path: &str) -> Result<()> {
+        Ok(())
+    }
     /// True if the store is remote (reads cost a network round trip); the engine enables the
     /// block cache's local-disk tier only for remote stores.
     fn is_remote(&self) -> bool {
@@ -392,6 +399,21 @@ impl Storage for ObjectStorage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.map_err("delete", path, e)),
         }
+    }
+
+    fn sync(&self, path: &str) -> Result<()> {
+        let Some(l) = &self.local else {
+            return Ok(());
+        };
+        let file = l.root.join(path);
+        let io = |e: std::io::Error| Error::io(format!("fsync {}", file.display()), e);
+        std::fs::File::open(&file)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        let dir = file.parent().unwrap_or(&l.root);
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     fn size(&self, path: &str) -> Result<u64> {

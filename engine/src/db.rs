@@ -264,6 +264,13 @@ impl Db {
         self.inner.middle.maintain_now()
     }
 
+    /// The live WAL file and how many of its bytes are synced, if the WAL is on. For
+    /// power-loss tests, which truncate the file there to simulate losing the page cache.
+    #[doc(hidden)]
+    pub fn wal_durable_len(&self) -> Option<(PathBuf, u64)> {
+        self.inner.apply.lock().wal.as_ref().map(|w| w.durable())
+    }
+
     /// Statistics for every tier.
     pub fn stats(&self) -> Stats {
         let i = &self.inner;

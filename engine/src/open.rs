@@ -54,6 +54,7 @@ impl Db {
             bloom_bits_per_key: settings.bloom_bits_per_key,
             compaction_threads: settings.compaction_threads,
             read_only: b.read_only,
+            sync_writes: settings.wal_sync,
         };
         let (tree, recovered) = LsmTree::open(
             storage.clone(),

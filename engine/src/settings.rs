@@ -43,7 +43,9 @@ pub struct Settings {
     pub compaction_threads: usize,
     /// Keep a write-ahead log so acknowledged writes survive a crash.
     pub wal_enabled: bool,
-    /// fsync the WAL before acknowledging (survives power loss, not just process death).
+    /// fsync the WAL before acknowledging, and every table file and manifest generation
+    /// (with its directory) before it is used: acknowledged writes survive a power loss,
+    /// not just a process crash.
     pub wal_sync: bool,
     /// Flush in the background once the WAL grows past this many bytes.
     pub wal_max_bytes: u64,

@@ -62,6 +62,8 @@ pub struct WalWriter {
     path: PathBuf,
     number: u64,
     bytes: u64,
+    /// Bytes known to be on stable storage (synced); the rest could vanish in a power loss.
+    durable: u64,
     sync: bool,
 }
 
@@ -95,6 +97,7 @@ impl WalWriter {
             path,
             number,
             bytes: HEADER_LEN as u64,
+            durable: if sync { HEADER_LEN as u64 } else { 0 },
             sync,
         })
     }
@@ -109,6 +112,11 @@ impl WalWriter {
         self.bytes
     }
 
+    /// The file and how many of its bytes are synced (power-loss tests).
+    pub fn durable(&self) -> (PathBuf, u64) {
+        (self.path.clone(), self.durable)
+    }
+
     /// Appends the payloads as records in one write, then syncs if configured.
     pub fn append(&mut self, payloads: &[Vec<u8>]) -> Result<()> {
         let total: usize = payloads.iter().map(|p| p.len() + 8).sum();
@@ -120,10 +128,11 @@ impl WalWriter {
         }
         let io = |e: std::io::Error| Error::io(format!("appending to {}", self.path.display()), e);
         self.file.write_all(&buf).map_err(io)?;
+        self.bytes += buf.len() as u64;
         if self.sync {
             self.file.sync_data().map_err(io)?;
+            self.durable = self.bytes;
         }
-        self.bytes += buf.len() as u64;
         Ok(())
     }
 }

@@ -188,6 +188,8 @@ pub struct ManifestRecovery {
 pub struct ManifestStore {
     storage: Arc<dyn Storage>,
     next_generation: u64,
+    /// Sync each generation before it counts as committed.
+    sync: bool,
 }
 
 /// A random non-zero 64-bit identity (std's per-process random hash keys, mixed with the
@@ -227,6 +229,7 @@ impl ManifestStore {
         let store = ManifestStore {
             storage: storage.clone(),
             next_generation,
+            sync: false,
         };
         let Some((newest, path)) = gens.pop() else {
             return Ok((store, None));
@@ -243,6 +246,11 @@ impl ManifestStore {
             ));
         }
         Ok((store, Some((state, ManifestRecovery { generation: g }))))
+    }
+
+    /// Makes every later commit durable ([`Storage::sync`]) before it returns.
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
     }
 
     /// Claims the store for a new writer: commits `state` with the writer epoch incremented
@@ -281,6 +289,9 @@ impl ManifestStore {
                  this writer's epoch is {})",
                 state.writer_epoch
             )));
+        }
+        if self.sync {
+            self.storage.sync(&path)?;
         }
         self.next_generation = g + 1;
         for o in self.storage.list("manifest/")? {

@@ -27,6 +27,9 @@ pub struct TreeOptions {
     /// Open without becoming the writer: no claim of the store, no orphan sweep, no
     /// compaction threads, and every write refused (tools that inspect a live database).
     pub read_only: bool,
+    /// Make every table file and manifest generation durable ([`crate::Storage::sync`])
+    /// before anything refers to it (the engine sets it with `wal_sync`).
+    pub sync_writes: bool,
 }
 
 impl Default for TreeOptions {
@@ -38,6 +41,7 @@ impl Default for TreeOptions {
             bloom_bits_per_key: 10,
             compaction_threads: 1,
             read_only: false,
+            sync_writes: false,
         }
     }
 }

@@ -97,6 +97,7 @@ impl Inner {
             hooks: &*self.hooks,
             next_file: &self.next_file,
             shutdown: &self.shutdown,
+            sync: self.opts.sync_writes,
         }
     }
 

@@ -84,6 +84,7 @@ impl LsmTree {
         hooks: Arc<dyn TreeHooks>,
     ) -> Result<(LsmTree, Recovered)> {
         let (mut store, loaded) = ManifestStore::open(storage.clone())?;
+        store.set_sync(opts.sync_writes);
         let (mut manifest, recovery) = match loaded {
             Some((s, r)) => (s, Some(r)),
             None if opts.read_only => {

@@ -41,6 +41,8 @@ pub(crate) struct RunTarget<'a> {
     pub next_file: &'a AtomicU64,
     /// Set when the tree shuts down: the run stops with [`Error::Closed`].
     pub shutdown: &'a AtomicBool,
+    /// Sync each file before returning it ([`TreeOptions::sync_writes`](super::options::TreeOptions)).
+    pub sync: bool,
 }
 
 /// Writes the versions of `input` from its current position to its end. Returns the files
@@ -144,7 +146,14 @@ pub(crate) fn finish_table(target: &RunTarget<'_>, b: TableBuilder) -> Result<Fi
     let (bytes, props) = b.finish();
     let size = bytes.len() as u64;
     let path = table_path(number);
-    if let Err(e) = target.storage.put(&path, bytes) {
+    let stored = target.storage.put(&path, bytes).and_then(|()| {
+        if target.sync {
+            target.storage.sync(&path)
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = stored {
         let _ = target.storage.delete(&path);
         return Err(e);
     }
