@@ -144,3 +144,48 @@ fn copy(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn verify_and_info_work_on_s3() {
+    let required = std::env::var("STRATA_REQUIRE_S3").is_ok_and(|v| v == "1");
+    let prefix = format!("cli-{}", std::process::id());
+    let Some(s3) = strata::S3Settings::from_env(&prefix) else {
+        assert!(
+            !required,
+            "STRATA_REQUIRE_S3=1 but STRATA_S3_ENDPOINT is not set"
+        );
+        eprintln!("verify_and_info_work_on_s3: no S3 server configured; skipped");
+        return;
+    };
+    let storage: std::sync::Arc<dyn strata::Storage> =
+        std::sync::Arc::new(strata::ObjectStorage::s3(&s3).unwrap());
+    {
+        let db = Db::builder(Settings::small_for_tests(1 << 20))
+            .storage(storage.clone())
+            .open()
+            .unwrap();
+        let t = db.default_table();
+        for i in 0..2000u32 {
+            db.put(&t, format!("k{i:05}").as_bytes(), b"v").unwrap();
+        }
+        db.close().unwrap();
+    }
+    let home = tempfile::tempdir().unwrap();
+    let d = home.path().to_str().unwrap();
+    let (ok, out) = strata(&["verify", d, "--s3-prefix", &prefix]);
+    assert!(ok && out.contains("0 damaged files"), "{out}");
+    let (ok, out) = strata(&["info", d, "--s3-prefix", &prefix]);
+    assert!(ok && out.contains("s3 bucket"), "{out}");
+    let sst = storage.list("sst/").unwrap().pop().unwrap().path;
+    let mut b = storage.read_all(&sst).unwrap().to_vec();
+    b[10] ^= 1;
+    storage.put(&sst, b.into()).unwrap();
+    let (ok, out) = strata(&["verify", d, "--s3-prefix", &prefix]);
+    assert!(
+        !ok && out.contains("DAMAGED") && out.contains(&sst),
+        "{out}"
+    );
+    for o in storage.list("").unwrap() {
+        storage.delete(&o.path).unwrap();
+    }
+}
