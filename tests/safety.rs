@@ -467,3 +467,31 @@ fn flipped_bytes_in_any_file_are_reported_or_harmless() {
         assert!(trials >= 20, "{trials} trials");
     }
 }
+
+#[test]
+fn skip_mode_salvages_every_record_but_the_damaged_one() {
+    let home = TestHome::new(StoreKind::Local);
+    write_wal(&home);
+    let newest = wal_files(&home).last().unwrap().clone();
+    let mut bad = std::fs::read(&newest).unwrap();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&newest, &bad).unwrap();
+    let skip = Settings {
+        wal_recovery: strata::WalRecovery::SkipAnyCorruptedRecords,
+        ..wal_settings()
+    };
+    let db = home.open(skip).unwrap();
+    let info = db.recovery_info();
+    assert!(info.wal_skipped_bytes > 0, "{info:?}");
+    let t = db.default_table();
+    let missing: Vec<u32> = (0..200u32)
+        .filter(|i| db.get(&t, &i.to_be_bytes()).unwrap().is_none())
+        .collect();
+    assert_eq!(
+        missing.len(),
+        1,
+        "only the damaged record's write: {missing:?}"
+    );
+    db.close().unwrap();
+}

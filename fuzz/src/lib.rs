@@ -17,6 +17,7 @@ use strata::{Db, MergeKind, Settings, TableOptions, WalRecovery, WriteBatch};
 use strata_chunkcache::Chunk;
 use strata_dfs::internals::{decode_block, may_contain, Block, BloomBuilder, Footer};
 use strata_dfs::key::{internal_key, parse, ValueKind};
+use strata_dfs::testing::PowerLossStorage;
 use strata_dfs::{
     Compression, InternalIterator, ObjectStorage, Storage, TableBuildOptions, TableBuilder,
     TableReader,
@@ -277,19 +278,37 @@ pub fn fuzz_wal_roundtrip(data: &[u8]) {
 }
 
 /// Runs an operation sequence (put, delete, merge, batch, snapshot read, flush, compact,
-/// reopen, crash) against a database with the WAL and against a `BTreeMap` model; every
-/// read and the final state must match the model.
+/// maintenance, clean reopen, process crash, power loss that drops every unsynced write)
+/// against a database with a synced WAL and against a `BTreeMap` model; every read and the
+/// final state must match the model.
 pub fn fuzz_ops(data: &[u8]) {
-    let Ok(dir) = tempfile::tempdir() else {
+    // The WAL on tmpfs where there is one: `wal_sync` costs nothing there, and power loss is
+    // simulated by truncating the WAL to its synced bytes.
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    };
+    let Ok(dir) = dir else {
         return;
     };
     let settings = Settings {
         wal_enabled: true,
+        wal_sync: true,
+        wal_dir: Some(dir.path().to_path_buf()),
         flush_on_close: false,
         ..Settings::small_for_tests(1 << 20)
     };
-    let open = || Db::open(dir.path(), settings.clone()).expect("open");
-    let mut db = open();
+    let durable: Arc<dyn Storage> = memory_store();
+    let mut store = Arc::new(PowerLossStorage::new(durable.clone()));
+    let open = |store: &Arc<PowerLossStorage>| {
+        Db::builder(settings.clone())
+            .storage(store.clone())
+            .open()
+            .expect("open")
+    };
+    let mut db = open(&store);
     db.create_table("lists", TableOptions::with_merge(MergeKind::Append))
         .expect("table");
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -348,12 +367,26 @@ pub fn fuzz_ops(data: &[u8]) {
                 _ => db.maintain().expect("maintain"),
             },
             _ => {
-                // Reopen: cleanly, or as a crash (nothing flushed).
-                if input.byte().is_some_and(|b| b % 2 == 0) {
+                // Reopen: cleanly, after a process crash (nothing flushed), or after a power
+                // loss (everything not synced is gone).
+                let mode = input.byte().map(|b| b % 3);
+                if mode == Some(0) {
                     db.close().expect("close");
                 }
+                let power_loss = mode.is_none_or(|m| m == 2);
+                let wal = db.wal_durable_len();
+                if power_loss {
+                    store.power_loss();
+                }
                 drop(db);
-                db = open();
+                if power_loss {
+                    if let Some((path, len)) = wal {
+                        let f = std::fs::OpenOptions::new().write(true).open(path);
+                        f.and_then(|f| f.set_len(len)).expect("truncate the WAL");
+                    }
+                    store = Arc::new(PowerLossStorage::new(durable.clone()));
+                }
+                db = open(&store);
             }
         }
     }

@@ -17,7 +17,7 @@
 //! finds its generation taken and fails with [`Error::Busy`]. File numbers are partitioned
 //! by epoch (`epoch << 40` and up), so two writers never write the same file name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -246,6 +246,26 @@ impl ManifestStore {
             ));
         }
         Ok((store, Some((state, ManifestRecovery { generation: g }))))
+    }
+
+    /// Every table file number any manifest generation in `storage` references, or `None`
+    /// if some generation cannot be read (then nothing can be proven unreferenced).
+    pub fn referenced_by_any(storage: &dyn Storage) -> Result<Option<HashSet<u64>>> {
+        let mut out = HashSet::new();
+        for o in storage.list("manifest/")? {
+            if !o.path.starts_with("manifest/MANIFEST-") {
+                continue;
+            }
+            let state = storage
+                .read_all(&o.path)
+                .ok()
+                .and_then(|b| ManifestState::decode(&b, &o.path).ok());
+            let Some((_, state)) = state else {
+                return Ok(None);
+            };
+            out.extend(state.version.all_files().map(|(_, _, f)| f.number));
+        }
+        Ok(Some(out))
     }
 
     /// Makes every later commit durable ([`Storage::sync`]) before it returns.

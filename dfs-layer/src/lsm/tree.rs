@@ -126,18 +126,22 @@ impl LsmTree {
         }
         // Claim the store (fencing out any older writer: its later commits fail), then sweep
         // orphans: files listed before the claim, so older than the claimed generation, that
-        // it provably does not reference (the claimed generation names the same files as
-        // the one loaded). A file a crashed or fenced writer wrote after the listing stays
-        // until the next open; no number is ever reused, so it can never be mistaken for a
-        // live file.
+        // no manifest generation in the store references (the kept previous generation
+        // included, so falling back to it by hand stays possible). If any generation cannot
+        // be read, nothing is provably unreferenced and nothing is deleted. A file a crashed
+        // or fenced writer wrote after the listing stays until the next open; no number is
+        // ever reused, so it can never be mistaken for a live file.
         let mut orphans_deleted = 0;
         if !opts.read_only {
+            let keep = ManifestStore::referenced_by_any(&*storage)?;
             store.claim(&mut manifest)?;
-        }
-        for (n, path) in files.iter().filter(|_| !opts.read_only) {
-            if !referenced.contains(n) {
-                storage.delete(path)?;
-                orphans_deleted += 1;
+            if let Some(keep) = keep {
+                for (n, path) in &files {
+                    if !keep.contains(n) {
+                        storage.delete(path)?;
+                        orphans_deleted += 1;
+                    }
+                }
             }
         }
         let max_present = present.iter().copied().max().unwrap_or(0);
