@@ -69,3 +69,19 @@ impl TestHome {
         }
     }
 }
+
+/// Copies the directory tree `from` to `to`, replacing `to` (for tests that damage a copy of
+/// a database and restore it).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).expect("create the copy");
+    for e in std::fs::read_dir(from).expect("read the source") {
+        let e = e.expect("entry");
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).expect("copy a file");
+        }
+    }
+}

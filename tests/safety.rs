@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use strata::{Db, Error, MergeKind, ObjectStorage, Settings, Storage, TableOptions, WriteBatch};
-use strata_tests::{StoreKind, TestHome, STORE_KINDS};
+use strata_tests::{copy_tree, StoreKind, TestHome, STORE_KINDS};
 
 fn wal_settings() -> Settings {
     Settings {
@@ -306,20 +306,6 @@ fn a_handle_of_another_database_is_rejected_everywhere() {
     invalid(da.prefix(&tb, b"").map(drop), "iterate");
     invalid(da.multi_get(&tb, &[b"k"]).map(drop), "multi_get");
     assert_eq!(da.get(&ta, b"k").unwrap(), None, "nothing was written");
-}
-
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

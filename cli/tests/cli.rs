@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use strata::{Db, MergeKind, Settings, TableOptions};
+use strata_tests::copy_tree as copy;
 
 fn strata(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -129,20 +130,6 @@ fn info_dump_sst_and_compact_show_the_database() {
     assert!(ok, "{out}");
     let (ok, out) = strata(&["dump", d, "--table", "nope"]);
     assert!(!ok && out.contains("no table"), "{out}");
-}
-
-fn copy(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 #[test]
