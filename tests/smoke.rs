@@ -1,6 +1,6 @@
 //! Basic behaviour of the public API on both stores.
 
-use strata::{Error, MergeKind, Settings, TableOptions, WriteBatch};
+use strata::{Db, Error, MergeKind, Settings, TableOptions, WriteBatch};
 use strata_tests::{TestHome, STORE_KINDS};
 
 #[test]
@@ -98,4 +98,27 @@ fn update_is_an_atomic_read_modify_write() {
         let v = db.get(&t, b"c1").unwrap().unwrap();
         assert_eq!(u64::from_le_bytes(v.try_into().unwrap()), 41);
     }
+}
+
+#[test]
+fn stats_report_accounted_and_resident_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Settings::small_for_tests(64 << 20)).unwrap();
+    let t = db.default_table();
+    let before = db.stats();
+    for i in 0..100_000u32 {
+        db.put(&t, &i.to_be_bytes(), &[7u8; 100]).unwrap();
+    }
+    let after = db.stats();
+    assert!(after.memory_in_use_bytes > before.memory_in_use_bytes + (5 << 20));
+    assert!(after.resident_bytes > 0, "{after}");
+    assert!(after.peak_resident_bytes >= after.resident_bytes, "{after}");
+    // The entries the engine accounts for are really resident: the process grew with them.
+    assert!(
+        after.peak_resident_bytes
+            >= before.resident_bytes + (after.memory_in_use_bytes - before.memory_in_use_bytes) / 2,
+        "{after}"
+    );
+    assert!(after.to_string().contains("resident"), "{after}");
+    db.close().unwrap();
 }

@@ -1,5 +1,6 @@
 //! `Db::stats()`: entries, bytes and hit rates per tier, the chunk compression ratio,
-//! compaction work, and memory in use against the budget.
+//! compaction work, and memory: what the engine accounts to its budget next to what the
+//! process really has resident.
 
 use strata_chunkcache::MiddleStats;
 use strata_dfs::{CacheSnapshot, TreeStats};
@@ -11,8 +12,15 @@ use crate::settings::Settings;
 pub struct Stats {
     /// The configured memory budget.
     pub memory_budget_bytes: u64,
-    /// Bytes in use by the hot tier, chunks and block cache.
+    /// Bytes the engine accounts to its budget: hot tier, chunks and block cache.
     pub memory_in_use_bytes: u64,
+    /// The process's resident memory now (`VmRSS`; 0 where `/proc` is unavailable). It
+    /// includes everything else in the process and allocator overhead, so it is the figure
+    /// to compare with the budget; the gap to `memory_in_use_bytes` is what the accounting
+    /// misses.
+    pub resident_bytes: u64,
+    /// The process's peak resident memory so far (`VmHWM` in `/proc/self/status`).
+    pub peak_resident_bytes: u64,
     /// Hot tier's share of the budget.
     pub hot_budget_bytes: u64,
     /// Chunk tier's share of the budget.
@@ -56,9 +64,12 @@ impl Stats {
         wal_bytes: u64,
     ) -> Stats {
         let split = settings.split();
+        let (resident_bytes, peak_resident_bytes) = process_memory();
         Stats {
             memory_budget_bytes: settings.memory_budget_bytes,
             memory_in_use_bytes: middle.hot_bytes + middle.chunk_bytes + block_cache.bytes,
+            resident_bytes,
+            peak_resident_bytes,
             hot_budget_bytes: split.hot as u64,
             chunk_budget_bytes: split.chunks as u64,
             hot_hit_rate: rate(middle.hot_hits, middle.hot_misses),
@@ -78,14 +89,33 @@ impl Stats {
     }
 }
 
+/// The process's resident and peak resident bytes (`VmRSS`, `VmHWM` in
+/// `/proc/self/status`, Linux); zeros elsewhere.
+fn process_memory() -> (u64, u64) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let m = &self.middle;
+        let mib = |b: u64| b as f64 / 1048576.0;
         writeln!(
             f,
-            "memory: {:.1} MiB in use of {:.1} MiB budget",
-            self.memory_in_use_bytes as f64 / 1048576.0,
-            self.memory_budget_bytes as f64 / 1048576.0
+            "memory: {:.1} MiB accounted of {:.1} MiB budget; process resident {:.1} MiB (peak {:.1} MiB)",
+            mib(self.memory_in_use_bytes),
+            mib(self.memory_budget_bytes),
+            mib(self.resident_bytes),
+            mib(self.peak_resident_bytes)
         )?;
         writeln!(
             f,
