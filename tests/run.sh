@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (the README's test command). Starts a throwaway S3-compatible server (SeaweedFS) on
 # 127.0.0.1 for the storage conformance tests, requires it (a server that fails to start
-# fails the run), and stops it on exit.
+# fails the run), and stops it on exit. Then the benchmark smoke run, bounded fuzzing of
+# every cargo-fuzz target (fuzz/run.sh; FUZZ_SECONDS per target, default 20), and the
+# demo smoke run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
