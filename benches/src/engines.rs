@@ -28,6 +28,10 @@ pub trait Engine: Send + Sync {
     fn delete(&self, t: StateTable, k: &[u8]);
     /// Visits every entry whose key starts with `prefix`; returns how many.
     fn scan_prefix(&self, t: StateTable, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) -> usize;
+    /// Makes everything written durable in table files and waits for it, as a stream
+    /// processor's checkpoint does (Strata's `flush`; RocksDB's memtable flush of every
+    /// column family).
+    fn flush(&self);
     /// The directory the engine keeps its files in.
     fn dir(&self) -> &Path;
 }
@@ -107,6 +111,9 @@ impl Engine for StrataEngine {
     }
     fn delete(&self, t: StateTable, k: &[u8]) {
         self.db.delete(self.t(t), k).expect("strata delete");
+    }
+    fn flush(&self) {
+        self.db.flush().expect("strata flush");
     }
     fn scan_prefix(&self, t: StateTable, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) -> usize {
         let mut n = 0;
@@ -229,6 +236,12 @@ mod rocks {
             self.db
                 .delete_cf_opt(self.cf(t), k, &self.wo)
                 .expect("rocksdb delete");
+        }
+        fn flush(&self) {
+            for n in CFS {
+                let cf = self.db.cf_handle(n).expect("column family");
+                self.db.flush_cf(cf).expect("rocksdb flush");
+            }
         }
         fn scan_prefix(
             &self,

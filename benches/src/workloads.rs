@@ -71,6 +71,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The flush between loading and reading that every checkpoint does, timed as a phase
+    /// of one operation (its ops/s is 1 / seconds).
+    fn flush(&mut self) {
+        self.phase("flush", 1, &|e, _, _| e.flush());
+    }
+
     /// Runs `count` operations of `op(engine, i, rng)` split over the threads, timing each.
     fn phase(&mut self, name: &str, count: u64, op: &(dyn Fn(&dyn Engine, u64, &mut Rng) + Sync)) {
         let threads = self.cfg.threads.max(1) as u64;
@@ -176,6 +182,7 @@ fn value_state(cx: &mut Ctx<'_>, large: bool) {
     };
     let t = StateTable::Value;
     cx.phase("load", n, &|e, i, _| e.put(t, &key(i), &val(i, 0)));
+    cx.flush();
     cx.phase("get", cx.cfg.ops, &|e, _, r| {
         std::hint::black_box(e.get(t, &key(r.below(n))));
     });
@@ -199,6 +206,7 @@ fn list_state(cx: &mut Ctx<'_>) {
     cx.phase("append", cx.cfg.n, &|e, i, _| {
         e.merge(t, &small_key(mix(i) % lists), &i.to_le_bytes())
     });
+    cx.flush();
     cx.phase("get", cx.cfg.ops, &|e, _, r| {
         std::hint::black_box(e.get(t, &small_key(r.below(lists))));
     });
@@ -220,6 +228,7 @@ fn map_state(cx: &mut Ctx<'_>) {
     cx.phase("put", cx.cfg.n, &|e, i, _| {
         e.put(t, &map_entry(i / 10, i % 10), &i.to_le_bytes())
     });
+    cx.flush();
     cx.phase("get", cx.cfg.ops, &|e, _, r| {
         std::hint::black_box(e.get(t, &map_entry(r.below(groups), r.below(10))));
     });
@@ -247,6 +256,7 @@ fn ycsb(cx: &mut Ctx<'_>, zipfian: bool) {
         None => r.below(n),
     };
     cx.phase("load", n, &|e, i, _| e.put(t, &large_key(i), &[7u8; 100]));
+    cx.flush();
     // (name, read %, update %, read-modify-write %)
     for (name, read, update) in [("A", 50, 50), ("B", 95, 5), ("C", 100, 0), ("F", 50, 0)] {
         cx.phase(name, cx.cfg.ops, &|e, _, r| {
