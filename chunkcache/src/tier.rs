@@ -38,7 +38,8 @@ pub struct MiddleTier {
 }
 
 impl MiddleTier {
-    /// Creates the tier over `tree` and starts its maintenance thread.
+    /// Creates the tier over `tree`. Nothing runs in the background until
+    /// [`MiddleTier::start`].
     pub fn new(tree: LsmTree, hooks: Arc<dyn TreeHooks>, settings: MiddleSettings) -> Result<Self> {
         let s = Arc::new(Shared {
             door: Doorkeeper::new(),
@@ -57,15 +58,28 @@ impl MiddleTier {
             room_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
         });
-        let s2 = s.clone();
-        let thread = std::thread::Builder::new()
-            .name("strata-maint".into())
-            .spawn(move || maintenance_loop(&s2))
-            .map_err(|e| Error::io("spawning the maintenance thread", e))?;
         Ok(MiddleTier {
             s,
-            thread: Mutex::new(Some(thread)),
+            thread: Mutex::new(None),
         })
+    }
+
+    /// Starts the background work: the maintenance thread (packing, chunk flushes) and the
+    /// tree's compaction threads. Call it once the hooks know every recovered state table,
+    /// since both collapse versions with the merge operator the hooks return (see
+    /// [`LsmTree::start_compaction`]). A second call does nothing.
+    pub fn start(&self) -> Result<()> {
+        self.s.tree.start_compaction()?;
+        let mut thread = self.thread.lock();
+        if thread.is_none() {
+            let s2 = self.s.clone();
+            let t = std::thread::Builder::new()
+                .name("strata-maint".into())
+                .spawn(move || maintenance_loop(&s2))
+                .map_err(|e| Error::io("spawning the maintenance thread", e))?;
+            *thread = Some(t);
+        }
+        Ok(())
     }
 
     // ---- writes ----

@@ -4,7 +4,8 @@
 //! Invariant: nothing is written to the database before it is locked against other writers
 //! (the directory's `LOCK` file; the manifest's writer epoch on any store), the manifest is
 //! loaded and every recovered table is registered, so replayed writes find their tables and
-//! merge operators.
+//! merge operators; no background work (maintenance, compaction) starts before that either,
+//! since it rewrites versions with those merge operators.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Seek, SeekFrom, Write};
@@ -110,6 +111,8 @@ impl Db {
         for (id, def) in &recovered.state.tables {
             inner.register_table(*id, def)?;
         }
+        // Only now may anything rewrite table data: every table's merge operator is known.
+        inner.middle.start()?;
         inner.recover_wal(
             recovered.state.log_number,
             recovered.state.last_seq,

@@ -69,7 +69,22 @@ pub fn collapse(versions: &[KeyVersion], cx: CollapseContext<'_>) -> Vec<KeyVers
         while j < versions.len() && stripe(cx.snapshots, versions[j].0) == s {
             j += 1;
         }
-        out.push(collapse_stripe(&versions[i..j], cx.merge));
+        match cx.merge {
+            Some(_) => out.push(collapse_stripe(&versions[i..j], cx.merge)),
+            // Without the table's operator nothing can fold onto a merge operand, and
+            // keeping only the operand would drop its base: the stripe stays as it is
+            // (each sequence number once), as RocksDB keeps operands it cannot merge.
+            None if versions[i].1 == ValueKind::Merge => {
+                let mut last = None;
+                for v in &versions[i..j] {
+                    if last != Some(v.0) {
+                        last = Some(v.0);
+                        out.push(v.clone());
+                    }
+                }
+            }
+            None => out.push(collapse_stripe(&versions[i..j], None)),
+        }
         i = j;
     }
     if cx.bottommost {
@@ -92,10 +107,10 @@ pub fn collapse(versions: &[KeyVersion], cx: CollapseContext<'_>) -> Vec<KeyVers
 fn collapse_stripe(stripe: &[KeyVersion], merge: Option<&dyn MergeOperator>) -> KeyVersion {
     let (seq, kind, value) = &stripe[0];
     // A put or tombstone on top hides the rest of its stripe: keep it without a copy.
-    if *kind != ValueKind::Merge || merge.is_none() {
+    let Some(merge) = merge.filter(|_| *kind == ValueKind::Merge) else {
         return (*seq, *kind, value.clone());
-    }
-    let mut fold = VersionFold::latest(merge);
+    };
+    let mut fold = VersionFold::latest(Some(merge));
     for (seq, kind, value) in stripe {
         if !fold.push(*seq, *kind, value) {
             break;
@@ -215,6 +230,35 @@ mod tests {
         assert_eq!(
             collapse(&vs, cx(&[], false)),
             vec![v(5, ValueKind::Put, "a,x")]
+        );
+    }
+
+    #[test]
+    fn without_an_operator_operands_keep_their_base() {
+        let vs = [
+            v(9, ValueKind::Merge, "d"),
+            v(8, ValueKind::Merge, "c"),
+            v(8, ValueKind::Merge, "c"),
+            v(5, ValueKind::Delete, ""),
+            v(3, ValueKind::Put, "a"),
+        ];
+        let no_op = |bottommost| CollapseContext {
+            merge: None,
+            ..cx(&[], bottommost)
+        };
+        let kept = vec![
+            v(9, ValueKind::Merge, "d"),
+            v(8, ValueKind::Merge, "c"),
+            v(5, ValueKind::Delete, ""),
+            v(3, ValueKind::Put, "a"),
+        ];
+        assert_eq!(collapse(&vs, no_op(false)), kept);
+        assert_eq!(collapse(&vs, no_op(true)), kept);
+        // A put on top still hides what is below it.
+        let put = [v(9, ValueKind::Put, "z"), v(8, ValueKind::Merge, "c")];
+        assert_eq!(
+            collapse(&put, no_op(false)),
+            vec![v(9, ValueKind::Put, "z")]
         );
     }
 }

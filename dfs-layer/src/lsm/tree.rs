@@ -58,7 +58,8 @@ pub struct TreeStats {
 /// The tree. Dropping it stops the compaction threads (see [`LsmTree::shutdown`]).
 pub struct LsmTree {
     inner: Arc<Inner>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The compaction threads, once [`LsmTree::start_compaction`] started them.
+    threads: Mutex<Option<Vec<JoinHandle<()>>>>,
 }
 
 /// What [`LsmTree::open`] recovered.
@@ -76,7 +77,7 @@ impl LsmTree {
     /// Opens (or creates) the tree in `storage` as its writer: loads the newest manifest
     /// generation (a damaged one is [`Error::Corruption`]), checks that every file it names
     /// exists, claims the store with a new writer epoch ([`Error::Busy`] if another writer
-    /// claimed it first), deletes orphaned table files, and starts the compaction threads.
+    /// claimed it first), deletes orphaned table files; compaction starts with [`LsmTree::start_compaction`].
     pub fn open(
         storage: Arc<dyn Storage>,
         cache: Option<Arc<BlockCache>>,
@@ -173,24 +174,10 @@ impl LsmTree {
         if opts.read_only {
             inner.set_poison("the database is open read-only");
         }
-        let workers = if opts.read_only {
-            0
-        } else {
-            opts.compaction_threads.max(1)
-        };
-        let threads = (0..workers)
-            .map(|i| {
-                let inner = inner.clone();
-                std::thread::Builder::new()
-                    .name(format!("strata-compact-{i}"))
-                    .spawn(move || compaction_loop(&inner))
-                    .map_err(|e| Error::io("spawning a compaction thread", e))
-            })
-            .collect::<Result<Vec<_>>>()?;
         Ok((
             LsmTree {
                 inner,
-                threads: Mutex::new(threads),
+                threads: Mutex::new(None),
             },
             Recovered {
                 state: manifest,
@@ -198,6 +185,38 @@ impl LsmTree {
                 orphans_deleted,
             },
         ))
+    }
+
+    /// Starts the compaction threads (none for a read-only tree; a second call does
+    /// nothing). Call it once the hooks know every recovered state table: a compaction
+    /// collapses a table's versions with the merge operator and filter the hooks return,
+    /// so one run before the table is registered would fold merge operands without their
+    /// operator.
+    pub fn start_compaction(&self) -> Result<()> {
+        let mut threads = self.threads.lock();
+        if threads.is_some()
+            || self.inner.opts.read_only
+            || self.inner.shutdown.load(Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        let workers = self.inner.opts.compaction_threads.max(1);
+        let mut started = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let inner = self.inner.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("strata-compact-{i}"))
+                .spawn(move || compaction_loop(&inner));
+            match t {
+                Ok(t) => started.push(t),
+                Err(e) => {
+                    *threads = Some(started);
+                    return Err(Error::io("spawning a compaction thread", e));
+                }
+            }
+        }
+        *threads = Some(started);
+        Ok(())
     }
 
     /// The current version. Holding it keeps its files alive.
@@ -440,7 +459,7 @@ impl LsmTree {
             let _st = self.inner.state.lock();
             self.inner.cv.notify_all();
         }
-        for t in self.threads.lock().drain(..) {
+        for t in self.threads.lock().iter_mut().flat_map(|v| v.drain(..)) {
             let _ = t.join();
         }
     }
