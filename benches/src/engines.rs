@@ -41,9 +41,11 @@ pub fn open(name: &str, dir: &Path, budget: u64) -> Result<Box<dyn Engine>, Stri
     match name {
         "strata" => Ok(Box::new(StrataEngine::open(dir, budget)?)),
         #[cfg(feature = "rocksdb")]
-        "rocksdb" => Ok(Box::new(rocks::RocksEngine::open(dir, budget)?)),
+        "rocksdb" => Ok(Box::new(rocks::RocksEngine::open(dir, budget, false)?)),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb-partitioned" => Ok(Box::new(rocks::RocksEngine::open(dir, budget, true)?)),
         #[cfg(not(feature = "rocksdb"))]
-        "rocksdb" => {
+        "rocksdb" | "rocksdb-partitioned" => {
             Err("built without the `rocksdb` feature: run benches/rocksdb-setup.sh".into())
         }
         other => Err(format!("unknown engine {other:?}")),
@@ -143,10 +145,16 @@ mod rocks {
     /// budget with write-buffer ratio r = 0.5), index and filter blocks cached and the
     /// level-0 ones pinned, full bloom filters at 10 bits/key, the string-append merge
     /// operator with `,` for list state, one column family per state, WAL off.
+    ///
+    /// `partitioned` is Flink's `state.backend.rocksdb.memory.partitioned-index-filters`:
+    /// two-level index and partitioned filters with 4 KiB partitions, the top level pinned,
+    /// so that a cache smaller than all index and filter blocks caches the partitions that
+    /// are used instead of thrashing whole multi-megabyte filter blocks.
     pub struct RocksEngine {
         db: DB,
         wo: WriteOptions,
         dir: PathBuf,
+        partitioned: bool,
         // Keep the shared memory objects alive as long as the DB.
         _cache: Cache,
         _wbm: WriteBufferManager,
@@ -166,7 +174,7 @@ mod rocks {
     const CFS: [&str; 3] = ["value", "list", "map"];
 
     impl RocksEngine {
-        pub(super) fn open(dir: &Path, budget: u64) -> Result<Self, String> {
+        pub(super) fn open(dir: &Path, budget: u64, partitioned: bool) -> Result<Self, String> {
             let ratio = 0.5;
             let cache_bytes = ((3.0 - ratio) * budget as f64 / 3.0) as usize;
             let wbm_bytes = (2.0 * budget as f64 * ratio / 3.0) as usize;
@@ -183,6 +191,12 @@ mod rocks {
                 t.set_cache_index_and_filter_blocks(true);
                 t.set_pin_l0_filter_and_index_blocks_in_cache(true);
                 t.set_format_version(5);
+                if partitioned {
+                    t.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+                    t.set_partition_filters(true);
+                    t.set_metadata_block_size(4096);
+                    t.set_pin_top_level_index_and_filter(true);
+                }
                 let mut o = Options::default();
                 o.set_block_based_table_factory(&t);
                 o.set_compression_type(DBCompressionType::Lz4);
@@ -205,6 +219,7 @@ mod rocks {
                 db,
                 wo,
                 dir: dir.to_path_buf(),
+                partitioned,
                 _cache: cache,
                 _wbm: wbm,
             })
@@ -217,7 +232,11 @@ mod rocks {
 
     impl Engine for RocksEngine {
         fn name(&self) -> &'static str {
-            "rocksdb"
+            if self.partitioned {
+                "rocksdb-partitioned"
+            } else {
+                "rocksdb"
+            }
         }
         fn put(&self, t: StateTable, k: &[u8], v: &[u8]) {
             self.db
