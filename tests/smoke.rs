@@ -122,3 +122,34 @@ fn stats_report_accounted_and_resident_memory() {
     assert!(after.to_string().contains("resident"), "{after}");
     db.close().unwrap();
 }
+
+/// `live_files` lists exactly the files of the current version: each exists with its size,
+/// their entries add up, and after a full compaction none is left in level 0.
+#[test]
+fn live_files_are_the_current_version() {
+    for kind in strata_tests::STORE_KINDS {
+        let home = strata_tests::TestHome::new(kind);
+        let db = home.open(Settings::small_for_tests(1 << 20)).unwrap();
+        let t = db.default_table();
+        assert!(db.live_files().is_empty());
+        for i in 0..20_000u32 {
+            db.put(&t, format!("k{i:06}").as_bytes(), &[7u8; 40])
+                .unwrap();
+        }
+        db.flush().unwrap();
+        let storage = home.storage();
+        let files = db.live_files();
+        assert!(!files.is_empty());
+        let entries: u64 = files.iter().map(|f| f.entries).sum();
+        assert!(entries >= 20_000, "{entries} entries in {files:?}");
+        for f in &files {
+            assert_eq!(f.table_id, t.id());
+            assert_eq!(storage.size(&f.path).unwrap(), f.size, "{}", f.path);
+        }
+        db.compact().unwrap();
+        let after = db.live_files();
+        assert!(after.iter().all(|f| f.level > 0), "{after:?}");
+        assert_eq!(after.iter().map(|f| f.entries).sum::<u64>(), 20_000);
+        db.close().unwrap();
+    }
+}

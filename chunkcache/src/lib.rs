@@ -18,7 +18,9 @@ mod stats;
 mod tier;
 
 pub use chunk::{Chunk, ChunkBlocks, ChunkIter};
-pub use hot::{chain_charge, entry_charge, HotKv, HotVersion, HotWrite, ROUTED_TABLES};
+pub use hot::{
+    chain_charge, entry_charge, DirtyStream, HotKv, HotVersion, HotWrite, ROUTED_TABLES,
+};
 pub use shared::MiddleSettings;
 pub use stats::MiddleStats;
 pub use tier::MiddleTier;

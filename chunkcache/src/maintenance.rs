@@ -16,7 +16,7 @@ use strata_dfs::internals::MAX_ENTRY_BYTES;
 use strata_dfs::key;
 use strata_dfs::{
     filter_version, CompactionFilter, Error, InternalIterator, ManifestState, MergingIterator,
-    Result, VecIter, VersionEdit,
+    Result, VersionEdit,
 };
 
 use crate::chunk::Chunk;
@@ -55,29 +55,22 @@ impl Shared {
         let s = self;
         let _m = s.maint.lock();
         s.tree.check_poison()?;
-        let dirty = s.hot.dirty_entries();
         let chunks: Vec<Arc<Chunk>> = s.chunks.read().clone();
-        let mut hot_entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
-        for (k, versions) in &dirty {
-            for v in versions {
-                hot_entries.push((
-                    key::internal_key(k, v.seq, v.kind),
-                    Bytes::copy_from_slice(&v.value),
-                ));
-            }
-        }
-        hot_entries.sort_by(|a, b| key::compare(&a.0, &b.0));
         // Chunks and hot entries go to separate level-0 files (chunks first, so the hot file
         // is newer): a file never folds a hot version together with a chunk version, so
         // either source may leave memory first without hiding the other (see DESIGN.md).
-        let mut edit = s.write_l0(&mut chunks_iter(&chunks))?;
-        let mut hot_iter = VecIter::new(hot_entries);
-        edit.added.extend(s.write_l0(&mut hot_iter)?.added);
-        s.tree.commit(edit, update)?;
-        s.remove_chunks(&chunks);
-        for (k, versions) in &dirty {
-            s.hot.mark_persisted(k, versions[0].seq);
+        // The hot entries stream (a few per shard at a time), never copied all at once.
+        let written = s.write_l0(&mut chunks_iter(&chunks)).and_then(|mut edit| {
+            edit.added
+                .extend(s.write_l0(&mut s.hot.dirty_stream())?.added);
+            s.tree.commit(edit, update)
+        });
+        if let Err(e) = written {
+            s.hot.thaw();
+            return Err(e);
         }
+        s.remove_chunks(&chunks);
+        s.hot.mark_frozen_persisted();
         s.counters.full_flushes.fetch_add(1, Ordering::Relaxed);
         s.tree.kick();
         Ok(())
@@ -110,26 +103,38 @@ impl Shared {
         self.tree.check_poison()?;
         if self.hot.bytes() > self.settings.hot_budget {
             self.hot.prune_versions();
-            if self.hot.bytes() > self.settings.hot_budget {
-                self.pack()?;
+            self.hot.advance_epoch();
+            // Down to three quarters of the budget, one bounded batch (one chunk) at a
+            // time: a pass copies its entries twice before they become a chunk, so the
+            // batch bounds that transient memory, and chunk flushes run between batches.
+            let goal = self.settings.hot_budget * 3 / 4;
+            let batch = (self.settings.hot_budget / 16).clamp(256 << 10, 8 << 20);
+            while self.hot.bytes() > goal {
+                let before = self.hot.bytes();
+                self.pack((before - goal).min(batch))?;
+                self.notify_room();
+                self.flush_chunks_over_budget()?;
+                if self.hot.bytes() >= before {
+                    break; // nothing could move (every entry written meanwhile)
+                }
             }
             self.notify_room();
         }
+        self.flush_chunks_over_budget()
+    }
+
+    fn flush_chunks_over_budget(&self) -> Result<()> {
         while self.chunk_bytes.load(Ordering::Relaxed) > self.settings.chunk_budget {
             self.flush_oldest_chunks()?;
         }
         Ok(())
     }
 
-    /// Moves the coldest hot entries into new chunks (dirty ones) or drops them (clean).
+    /// Moves the coldest hot entries holding about `target` bytes into a new chunk (dirty
+    /// ones) or drops them (clean).
     /// Every unpersisted version is packed: a snapshot taken after a list of snapshots was
     /// read could need any of them.
-    fn pack(&self) -> Result<()> {
-        let target = self
-            .hot
-            .bytes()
-            .saturating_sub(self.settings.hot_budget * 3 / 4);
-        self.hot.advance_epoch();
+    fn pack(&self, target: usize) -> Result<()> {
         let cands = self.hot.coldest(target);
         let mut entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
         let mut raw = 0usize;

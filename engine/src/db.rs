@@ -26,7 +26,7 @@ use crate::options::TableOptions;
 use crate::recovery::RecoveryInfo;
 use crate::settings::Settings;
 use crate::snapshot::Snapshot;
-use crate::stats::Stats;
+use crate::stats::{LiveFile, Stats};
 
 pub use strata_dfs::key::prefix_successor;
 
@@ -282,6 +282,26 @@ impl Db {
             i.last_seq.load(Ordering::SeqCst),
             i.wal_bytes.load(Ordering::Relaxed),
         )
+    }
+
+    /// The table files the current version references, by state table and level (as
+    /// RocksDB's `GetLiveFilesMetaData`). Files of older versions that readers or
+    /// checkpoints still hold are not listed.
+    pub fn live_files(&self) -> Vec<LiveFile> {
+        let m = self.inner.middle.manifest();
+        let mut files: Vec<LiveFile> = m
+            .version
+            .all_files()
+            .map(|(table_id, level, f)| LiveFile {
+                path: strata_dfs::table_path(f.number),
+                table_id,
+                level,
+                size: f.size,
+                entries: f.entries,
+            })
+            .collect();
+        files.sort_by(|a, b| (a.table_id, a.level, &a.path).cmp(&(b.table_id, b.level, &b.path)));
+        files
     }
 
     /// Closes the database: flushes if `flush_on_close`, stops background threads. Later

@@ -66,7 +66,7 @@ pub use read::MULTI_GET_PARALLELISM;
 pub use recovery::RecoveryInfo;
 pub use settings::{MemorySplit, Settings, WalRecovery, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use snapshot::Snapshot;
-pub use stats::Stats;
+pub use stats::{LiveFile, Stats};
 pub use strata_chunkcache::MiddleStats;
 pub use strata_dfs::{
     AppendOperator, CacheSnapshot, CompactionFilter, CompactionOptions, Compression, Error,

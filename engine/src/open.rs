@@ -71,7 +71,7 @@ impl Db {
                 hot_budget: split.hot,
                 chunk_budget: split.chunks,
                 chunk_block_bytes: settings.chunk_block_bytes,
-                hot_stall_bytes: split.hot + split.hot / 2,
+                hot_stall_bytes: split.hot + split.hot / 4,
             },
         )?;
         let last_seq = recovered.state.last_seq.max(middle.max_file_seq());

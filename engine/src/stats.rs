@@ -46,6 +46,21 @@ pub struct Stats {
     pub wal_bytes: u64,
 }
 
+/// One table file of the current version ([`crate::Db::live_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    /// Path in the database's store (`sst/<number>.sst`).
+    pub path: String,
+    /// State table id ([`crate::Table::id`]).
+    pub table_id: u32,
+    /// LSM level.
+    pub level: usize,
+    /// Bytes.
+    pub size: u64,
+    /// Entries (versions).
+    pub entries: u64,
+}
+
 fn rate(hits: u64, misses: u64) -> f64 {
     if hits + misses == 0 {
         0.0

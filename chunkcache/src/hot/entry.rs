@@ -66,52 +66,71 @@ impl Entry {
 
 /// Bytes charged for an entry: the key (twice: hash map and ordered set), the entry struct
 /// (with its inline version and value), spilled version slots and values, and the map's
-/// control byte.
+/// control byte; every heap block at the size the allocator really hands out
+/// ([`heap_block`]).
 pub fn entry_charge(key: &[u8], e: &Entry) -> usize {
-    charge(
-        key.len(),
-        if e.versions.spilled() {
-            e.versions.capacity()
-        } else {
-            0
-        },
-        e.versions
-            .iter()
-            .map(|v| {
-                if v.value.spilled() {
-                    v.value.capacity()
-                } else {
-                    0
-                }
-            })
-            .sum(),
-    )
+    let slots = if e.versions.spilled() {
+        e.versions.capacity()
+    } else {
+        0
+    };
+    let values = e
+        .versions
+        .iter()
+        .map(|v| {
+            if v.value.spilled() {
+                heap_block(v.value.capacity())
+            } else {
+                0
+            }
+        })
+        .sum();
+    charge(key.len(), slots, values)
 }
 
 /// What a chain of copied `versions` of `key` cost in the hot tier (as [`entry_charge`],
 /// with lengths for capacities); used to report the chunk compression ratio.
 pub fn chain_charge(key: &[u8], versions: &[HotVersion]) -> usize {
-    charge(
-        key.len(),
-        versions.len().saturating_sub(1),
-        versions
-            .iter()
-            .map(|v| if v.value.len() > 16 { v.value.len() } else { 0 })
-            .sum(),
-    )
+    let values = versions
+        .iter()
+        .map(|v| {
+            if v.value.len() > 16 {
+                heap_block(v.value.len())
+            } else {
+                0
+            }
+        })
+        .sum();
+    charge(key.len(), versions.len().saturating_sub(1), values)
 }
 
-fn charge(key_len: usize, spilled_slots: usize, value_bytes: usize) -> usize {
-    let key_heap = if key_len > 24 { 2 * key_len } else { 0 };
-    // The node (with malloc's 16-byte rounding), two hash-table slots (pointer and control
-    // byte; the table is between half and seven-eighths full), and the ordered index's
-    // key at about two-thirds B-tree node occupancy.
-    std::mem::size_of::<Node>().next_multiple_of(16)
+/// The memory a heap allocation of `n` bytes really takes: glibc's malloc adds an 8-byte
+/// header and rounds to 16 bytes with a 32-byte minimum (jemalloc's size classes round
+/// small sizes to 16 bytes as well). Without this a Flink-shaped value entry, whose value
+/// spills to a 40-60 byte block, is under-charged by about a tenth.
+pub fn heap_block(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).next_multiple_of(16).max(32)
+    }
+}
+
+fn charge(key_len: usize, spilled_slots: usize, value_blocks: usize) -> usize {
+    let key_heap = if key_len > 24 {
+        2 * heap_block(key_len)
+    } else {
+        0
+    };
+    // The node as allocated, two hash-table slots (pointer and control byte; the table is
+    // between half and seven-eighths full), and the ordered index's key at about
+    // two-thirds B-tree node occupancy.
+    heap_block(std::mem::size_of::<Node>())
         + 2 * (std::mem::size_of::<usize>() + 1)
         + std::mem::size_of::<HotKey>() * 3 / 2
         + key_heap
-        + spilled_slots * std::mem::size_of::<HotVersion>()
-        + value_bytes
+        + heap_block(spilled_slots * std::mem::size_of::<HotVersion>())
+        + value_blocks
 }
 
 /// A hot entry with its key, in one allocation. The shard's hash table holds only pointers

@@ -18,6 +18,7 @@
 //!   into chunks.
 
 mod entry;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ use strata_dfs::{Folded, MergeOperator, VersionFold};
 use crate::dbkey;
 pub use entry::{chain_charge, entry_charge, Entry, HotValue, HotVersion};
 use entry::{merge_into, new_version, readable, unpersisted, HotKey, Shard};
+pub use stream::DirtyStream;
 
 const SHARDS: usize = 64;
 
@@ -429,8 +431,9 @@ impl HotKv {
         out
     }
 
-    /// Copies the versions not yet persisted of every dirty entry (for a full flush) and
-    /// freezes them until [`HotKv::mark_persisted`].
+    /// Copies the versions not yet persisted of every dirty entry and freezes them until
+    /// [`HotKv::mark_persisted`] (tests; a flush streams them: [`HotKv::dirty_stream`]).
+    #[cfg(test)]
     pub fn dirty_entries(&self) -> Vec<(Bytes, Vec<HotVersion>)> {
         let mut out = Vec::new();
         for s in self.shards.iter() {

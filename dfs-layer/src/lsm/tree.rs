@@ -253,7 +253,7 @@ impl LsmTree {
     }
 
     /// Writes the versions of `table_id` in `input` (from its current position to its end)
-    /// as level-0 files through the table writer: versions of a key are collapsed and the
+    /// as level-0 files (split at the target file size) through the table writer: versions of a key are collapsed and the
     /// table's compaction filter applied. Returns the files (none if nothing was left to
     /// write), to be committed with [`LsmTree::commit`]. A failed write poisons the tree:
     /// the caller's data is still in memory, but nothing may be written after a write that
@@ -264,10 +264,13 @@ impl LsmTree {
         input: &mut dyn InternalIterator,
     ) -> Result<Vec<FileMeta>> {
         self.check_poison()?;
+        // Split like compaction output: a full flush of a large hot tier would otherwise
+        // build one file as large as everything dirty in memory, all at once. The files of
+        // one flush have disjoint key ranges, and level-0 compaction takes every level-0 file.
         let spec = RunSpec {
             table_id,
             bottommost: false,
-            split_bytes: None,
+            split_bytes: Some(self.inner.opts.compaction.target_file_bytes),
             build: self.inner.build_options(table_id, 0),
         };
         let files = write_run(&self.inner.run_target(), spec, input).inspect_err(|e| {

@@ -1,0 +1,200 @@
+//! The full flush's view of the hot tier: every unpersisted version of every dirty entry,
+//! as a sorted stream of internal keys, produced a few entries at a time.
+//!
+//! A full flush used to copy every dirty entry into one `Vec` and sort it, which doubled
+//! the hot tier's memory at the moment a checkpoint asked for a flush. The stream instead
+//! keeps one small batch per shard (each shard's ordered index is already sorted) and merges
+//! the 64 shards' batches with a heap, so it holds O(shards × batch) entries at a time.
+//!
+//! Invariant: an entry is frozen (`frozen` = its newest sequence number) under its shard's
+//! write lock at the moment its versions are copied into a batch, so a later write never
+//! folds into what the stream copied; [`HotKv::mark_frozen_persisted`] then records, after
+//! the flush commits, exactly the versions the stream copied as persisted.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::ops::Bound;
+
+use strata_dfs::key;
+use strata_dfs::{InternalIterator, Result};
+
+use super::entry::{unpersisted, HotKey};
+use super::{HotKv, HotVersion, SHARDS};
+
+/// Dirty entries copied per shard per refill (and keys scanned per lock hold, times 16).
+const BATCH: usize = 32;
+
+/// One shard's position in the stream.
+#[derive(Default)]
+struct Cursor {
+    batch: VecDeque<(HotKey, Vec<HotVersion>)>,
+    /// The last key scanned; the next refill resumes after it.
+    after: Option<HotKey>,
+    done: bool,
+}
+
+/// See the module documentation. Created by [`HotKv::dirty_stream`].
+pub struct DirtyStream<'a> {
+    hot: &'a HotKv,
+    cursors: Vec<Cursor>,
+    /// (front key, shard) of every shard whose batch is not empty.
+    heads: BinaryHeap<Reverse<(HotKey, usize)>>,
+    /// The shard whose front entry is current, and which of its versions.
+    current: Option<(usize, usize)>,
+    ikey: Vec<u8>,
+}
+
+impl HotKv {
+    /// A sorted stream of the versions not yet persisted of every dirty entry (see
+    /// [`DirtyStream`]). Entries are frozen as the stream reaches them; after the flush
+    /// commits, [`HotKv::mark_frozen_persisted`] marks what it copied as persisted.
+    pub fn dirty_stream(&self) -> DirtyStream<'_> {
+        DirtyStream {
+            hot: self,
+            cursors: Vec::new(),
+            heads: BinaryHeap::new(),
+            current: None,
+            ikey: Vec::new(),
+        }
+    }
+
+    /// Records every frozen version as persisted (after a full flush that streamed them has
+    /// committed). Outside a maintenance operation no entry is frozen above its
+    /// persistence mark, so this touches exactly what the flush copied.
+    pub fn mark_frozen_persisted(&self) {
+        for s in self.shards.iter() {
+            let mut s = s.write();
+            for (_, e) in s.map.iter_mut() {
+                e.persisted = e.persisted.max(e.frozen);
+            }
+        }
+    }
+
+    /// Unfreezes what a failed flush froze: nothing it copied is persisted, so writes may
+    /// fold into those versions again (the next flush copies them anew).
+    pub fn thaw(&self) {
+        for s in self.shards.iter() {
+            let mut s = s.write();
+            for (_, e) in s.map.iter_mut() {
+                e.frozen = e.frozen.min(e.persisted);
+            }
+        }
+    }
+
+    /// Copies up to [`BATCH`] dirty entries after `c.after` from shard `si`, freezing them.
+    fn refill(&self, si: usize, c: &mut Cursor) {
+        let mut s = self.shards[si].write();
+        let s = &mut *s;
+        let lo = match &c.after {
+            Some(k) => Bound::Excluded(&k[..]),
+            None => Bound::Unbounded,
+        };
+        let mut scanned = 0;
+        let mut last = None;
+        for k in s.order.range::<[u8], _>((lo, Bound::Unbounded)) {
+            scanned += 1;
+            last = Some(k);
+            if let Some(e) = s.map.get_mut(k) {
+                if e.is_dirty() {
+                    e.frozen = e.versions[0].seq;
+                    c.batch.push_back((k.clone(), unpersisted(e)));
+                }
+            }
+            if c.batch.len() >= BATCH || scanned >= BATCH * 16 {
+                break;
+            }
+        }
+        match last {
+            Some(k) => c.after = Some(k.clone()),
+            None => c.done = true,
+        }
+    }
+
+    /// Refills shard `si` until it has an entry or is exhausted.
+    fn fill(&self, si: usize, c: &mut Cursor) {
+        while c.batch.is_empty() && !c.done {
+            self.refill(si, c);
+        }
+    }
+}
+
+impl DirtyStream<'_> {
+    fn push_head(&mut self, si: usize) {
+        let c = &mut self.cursors[si];
+        self.hot.fill(si, c);
+        if let Some((k, _)) = c.batch.front() {
+            self.heads.push(Reverse((k.clone(), si)));
+        }
+    }
+
+    /// Makes the smallest head current (its newest version).
+    fn settle(&mut self) {
+        self.current = self.heads.pop().map(|Reverse((_, si))| (si, 0));
+        self.build_key();
+    }
+
+    fn build_key(&mut self) {
+        if let Some((si, vi)) = self.current {
+            let (k, versions) = self.cursors[si].batch.front().expect("current entry");
+            let v = &versions[vi];
+            self.ikey.clear();
+            key::append_internal_key(&mut self.ikey, k, v.seq, v.kind);
+        }
+    }
+
+    fn version(&self) -> &HotVersion {
+        let (si, vi) = self.current.expect("valid");
+        &self.cursors[si].batch.front().expect("current entry").1[vi]
+    }
+}
+
+impl InternalIterator for DirtyStream<'_> {
+    fn valid(&self) -> bool {
+        self.current.is_some()
+    }
+
+    fn seek_to_first(&mut self) {
+        // Entries already frozen stay frozen (and are streamed again): restarting is only
+        // correct because a flush commits nothing until it has streamed everything.
+        self.cursors = (0..SHARDS).map(|_| Cursor::default()).collect();
+        self.heads.clear();
+        for si in 0..SHARDS {
+            self.push_head(si);
+        }
+        self.settle();
+    }
+
+    fn seek(&mut self, target: &[u8]) {
+        self.seek_to_first();
+        while self.valid() && key::compare(&self.ikey, target).is_lt() {
+            self.next();
+        }
+    }
+
+    fn next(&mut self) {
+        let Some((si, vi)) = self.current else {
+            return;
+        };
+        let n = self.cursors[si].batch.front().map_or(0, |e| e.1.len());
+        if vi + 1 < n {
+            self.current = Some((si, vi + 1));
+            self.build_key();
+            return;
+        }
+        self.cursors[si].batch.pop_front();
+        self.push_head(si);
+        self.settle();
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.ikey
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.version().value
+    }
+
+    fn status(&self) -> Result<()> {
+        Ok(())
+    }
+}
