@@ -21,7 +21,7 @@ use strata_dfs::{
 
 use crate::chunk::Chunk;
 use crate::dbkey::{self, StripPrefix};
-use crate::hot::chain_charge;
+use crate::hot::{chain_charge, HotKey};
 use crate::shared::Shared;
 
 impl Shared {
@@ -104,19 +104,18 @@ impl Shared {
         if self.hot.bytes() > self.settings.hot_budget {
             self.hot.prune_versions();
             self.hot.advance_epoch();
-            // Down to three quarters of the budget, one bounded batch (one chunk) at a
-            // time: a pass copies its entries twice before they become a chunk, so the
-            // batch bounds that transient memory, and chunk flushes run between batches.
+            // Down to three quarters of the budget: one pick of the coldest keys, then
+            // bounded batches (one chunk each) of them. A batch is copied twice before it
+            // becomes a chunk, so its size bounds that transient memory; chunk flushes run
+            // between batches.
             let goal = self.settings.hot_budget * 3 / 4;
             let batch = (self.settings.hot_budget / 16).clamp(256 << 10, 8 << 20);
-            while self.hot.bytes() > goal {
-                let before = self.hot.bytes();
-                self.pack((before - goal).min(batch))?;
+            let keys = self.hot.coldest_keys(self.hot.bytes().saturating_sub(goal));
+            let mut next = 0;
+            while next < keys.len() && self.hot.bytes() > goal {
+                next = self.pack(&keys, next, batch)?;
                 self.notify_room();
                 self.flush_chunks_over_budget()?;
-                if self.hot.bytes() >= before {
-                    break; // nothing could move (every entry written meanwhile)
-                }
             }
             self.notify_room();
         }
@@ -130,12 +129,25 @@ impl Shared {
         Ok(())
     }
 
-    /// Moves the coldest hot entries holding about `target` bytes into a new chunk (dirty
-    /// ones) or drops them (clean).
-    /// Every unpersisted version is packed: a snapshot taken after a list of snapshots was
-    /// read could need any of them.
-    fn pack(&self, target: usize) -> Result<()> {
-        let cands = self.hot.coldest(target);
+    /// Packs `keys[from..]` until about `batch` bytes are taken: their unpersisted versions
+    /// go into a new chunk (dirty entries), then each entry is removed from the hot tier
+    /// (clean ones are simply dropped). Returns the index after the last key taken. Every
+    /// unpersisted version is packed: a snapshot taken after a list of snapshots was read
+    /// could need any of them.
+    fn pack(&self, keys: &[HotKey], from: usize, batch: usize) -> Result<usize> {
+        let mut cands = Vec::new();
+        let mut taken = 0;
+        let mut next = from;
+        for k in &keys[from..] {
+            next += 1;
+            if let Some((versions, newest)) = self.hot.take_versions(k) {
+                taken += chain_charge(k, &versions).max(1);
+                cands.push((k, versions, newest));
+            }
+            if taken >= batch {
+                break;
+            }
+        }
         let mut entries: Vec<(Vec<u8>, Bytes)> = Vec::new();
         let mut raw = 0usize;
         let mut filters: HashMap<u32, Option<Arc<dyn CompactionFilter>>> = HashMap::new();
@@ -195,7 +207,7 @@ impl Shared {
             }
         }
         self.counters.packs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(next)
     }
 
     /// Writes the oldest chunks (about a quarter of the chunk budget) to level 0.

@@ -17,7 +17,7 @@ use super::HotWrite;
 /// A key as the hot tier stores it: inline up to 24 bytes (a Flink-shaped state key with
 /// its table id fits), so neither the hash probe nor the ordered index dereferences a
 /// pointer to compare keys, and a new short key costs no allocation.
-pub(super) type HotKey = SmallVec<[u8; 24]>;
+pub type HotKey = SmallVec<[u8; 24]>;
 
 /// A value or merge operand: inline up to 16 bytes (no allocation, no extra cache miss for
 /// Flink's 8-byte longs and counters); longer ones (lists) live on the heap.

@@ -31,8 +31,8 @@ use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::{Folded, MergeOperator, VersionFold};
 
 use crate::dbkey;
-pub use entry::{chain_charge, entry_charge, Entry, HotValue, HotVersion};
-use entry::{merge_into, new_version, readable, unpersisted, HotKey, Shard};
+pub use entry::{chain_charge, entry_charge, Entry, HotKey, HotValue, HotVersion};
+use entry::{merge_into, new_version, readable, unpersisted, Shard};
 pub use stream::DirtyStream;
 
 const SHARDS: usize = 64;
@@ -383,14 +383,15 @@ impl HotKv {
         out
     }
 
-    /// Picks the coldest entries holding about `target` bytes. Returns copies of (key,
-    /// versions not yet persisted, newest sequence number); the list is empty for clean
-    /// entries. Nothing is removed until [`HotKv::remove_if_unchanged`].
+    /// Picks the coldest entries holding about `target` bytes: their keys, coldest age
+    /// first within each shard. Nothing is copied, frozen or removed (see
+    /// [`HotKv::take_versions`] and [`HotKv::remove_if_unchanged`]), so one call can feed
+    /// several packing batches.
     ///
-    /// Two passes and no sort: the first builds a histogram of bytes by age (epochs since
-    /// the last access), the second takes entries at least as old as the age where the
-    /// histogram, summed from the oldest, reaches `target`.
-    pub fn coldest(&self, target: usize) -> Vec<(Bytes, Vec<HotVersion>, SeqNo)> {
+    /// Two passes under read locks and no sort: the first builds a histogram of bytes by age
+    /// (epochs since the last access), the second takes entries at least as old as the age
+    /// where the histogram, summed from the oldest, reaches `target`.
+    pub fn coldest_keys(&self, target: usize) -> Vec<HotKey> {
         let now = self.epoch.load(Ordering::Relaxed);
         let age =
             |e: &Entry| (now.wrapping_sub(e.access.load(Ordering::Relaxed)) as usize).min(255);
@@ -416,19 +417,40 @@ impl HotKv {
             if taken >= target {
                 break;
             }
-            let mut s = s.write();
-            for (k, e) in s.map.iter_mut() {
+            let s = s.read();
+            for (k, e) in s.map.iter() {
                 if taken >= target {
                     break;
                 }
                 if age(e) >= threshold {
-                    e.frozen = e.versions[0].seq;
                     taken += entry_charge(k, e);
-                    out.push((Bytes::copy_from_slice(k), unpersisted(e), e.versions[0].seq));
+                    out.push(k.clone());
                 }
             }
         }
         out
+    }
+
+    /// Copies the versions of `key` not yet persisted (empty for a clean entry) and freezes
+    /// them until [`HotKv::mark_persisted`] or removal; returns them with the newest
+    /// sequence number, or `None` if the key is gone.
+    pub fn take_versions(&self, key: &[u8]) -> Option<(Vec<HotVersion>, SeqNo)> {
+        let mut s = self.shards[self.shard_of(key)].write();
+        let e = s.map.get_mut(key)?;
+        e.frozen = e.versions[0].seq;
+        Some((unpersisted(e), e.versions[0].seq))
+    }
+
+    /// [`HotKv::coldest_keys`] with each entry's versions taken ([`HotKv::take_versions`]):
+    /// (key, versions not yet persisted, newest sequence number).
+    pub fn coldest(&self, target: usize) -> Vec<(Bytes, Vec<HotVersion>, SeqNo)> {
+        self.coldest_keys(target)
+            .into_iter()
+            .filter_map(|k| {
+                let (versions, newest) = self.take_versions(&k)?;
+                Some((Bytes::copy_from_slice(&k), versions, newest))
+            })
+            .collect()
     }
 
     /// Copies the versions not yet persisted of every dirty entry and freezes them until
