@@ -29,7 +29,7 @@ impl Shared {
     /// caller while the hot tier is over its hard limit (the write-stall rule).
     pub(crate) fn after_write(&self) -> Result<()> {
         let s = self;
-        if s.hot.bytes() > s.settings.hot_budget {
+        if s.hot.bytes() > s.settings.hot_budget || s.write_behind_due() {
             s.signal();
         }
         if s.hot.bytes() > s.settings.hot_stall_bytes {
@@ -47,14 +47,47 @@ impl Shared {
         Ok(())
     }
 
+    /// Counts bytes written since the last flush (write-behind's trigger).
+    pub(crate) fn note_written(&self, bytes: usize) {
+        if self.settings.write_behind_bytes > 0 {
+            self.written.fetch_add(bytes + 16, Ordering::Relaxed);
+        }
+    }
+
+    fn write_behind_due(&self) -> bool {
+        let limit = self.settings.write_behind_bytes;
+        limit > 0 && self.written.load(Ordering::Relaxed) > limit
+    }
+
     /// Persists every dirty hot entry and every chunk as level-0 files and commits them with
     /// `update` applied to the manifest in the same commit. Hot entries stay resident, now
     /// clean; flushed chunks are dropped. REQUIRES: every write up to the sequence number the
     /// caller records in `update` has been applied.
     pub(crate) fn flush_all(&self, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
+        let _m = self.maint.lock();
+        self.persist_memory(update)?;
+        self.counters.full_flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Write-behind (maintenance lock held): [`Shared::flush_all`]'s writes without a
+    /// manifest change beyond the new files, while writers go on. A version written meanwhile
+    /// stays dirty (entries are frozen only as the stream reaches them); a batch may be
+    /// written in part, which WAL recovery handles per operation (recovery.rs) and which,
+    /// without a WAL, is no different from a chunk flush.
+    fn write_behind(&self) -> Result<()> {
+        self.persist_memory(|_| {})?;
+        self.counters.write_behinds.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes every chunk, then every dirty hot version (streamed), as level-0 files and
+    /// commits them with `update`; drops the chunks and marks what was streamed persisted.
+    /// REQUIRES: the maintenance lock.
+    fn persist_memory(&self, update: impl FnOnce(&mut ManifestState)) -> Result<()> {
         let s = self;
-        let _m = s.maint.lock();
         s.tree.check_poison()?;
+        s.written.store(0, Ordering::Relaxed);
         let chunks: Vec<Arc<Chunk>> = s.chunks.read().clone();
         // Chunks and hot entries go to separate level-0 files (chunks first, so the hot file
         // is newer): a file never folds a hot version together with a chunk version, so
@@ -71,7 +104,6 @@ impl Shared {
         }
         s.remove_chunks(&chunks);
         s.hot.mark_frozen_persisted();
-        s.counters.full_flushes.fetch_add(1, Ordering::Relaxed);
         s.tree.kick();
         Ok(())
     }
@@ -119,7 +151,11 @@ impl Shared {
             }
             self.notify_room();
         }
-        self.flush_chunks_over_budget()
+        self.flush_chunks_over_budget()?;
+        if self.write_behind_due() {
+            self.write_behind()?;
+        }
+        Ok(())
     }
 
     fn flush_chunks_over_budget(&self) -> Result<()> {

@@ -28,6 +28,12 @@ pub struct MiddleSettings {
     pub chunk_block_bytes: usize,
     /// Writers stall while the hot tier holds more than this many bytes.
     pub hot_stall_bytes: usize,
+    /// Write-behind: once this many bytes (keys and values) were written since the last
+    /// flush, the maintenance thread writes every chunk and dirty hot entry to level 0 in
+    /// the background, keeping the hot entries resident and clean (0: never). It bounds
+    /// what a full flush (a checkpoint) has left to write, as RocksDB's write-buffer size
+    /// bounds its memtable flush.
+    pub write_behind_bytes: usize,
 }
 
 pub(crate) struct Shared {
@@ -41,6 +47,8 @@ pub(crate) struct Shared {
     /// Serialises maintenance moves (packing, chunk flushes, full flushes).
     pub(crate) maint: Mutex<()>,
     pub(crate) next_chunk: AtomicU64,
+    /// Bytes written (keys and values) since the last flush (full or write-behind).
+    pub(crate) written: AtomicUsize,
     pub(crate) counters: Counters,
     pub(crate) wake: Mutex<bool>,
     pub(crate) wake_cv: Condvar,

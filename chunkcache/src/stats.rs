@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     pub(crate) chunk_flush_bytes: AtomicU64,
     pub(crate) write_stalls: AtomicU64,
     pub(crate) full_flushes: AtomicU64,
+    pub(crate) write_behinds: AtomicU64,
 }
 
 /// A copy of the middle tier's counters and sizes.
@@ -68,6 +69,8 @@ pub struct MiddleStats {
     pub write_stalls: u64,
     /// Full flushes.
     pub full_flushes: u64,
+    /// Background writes of all chunks and dirty hot entries (write-behind).
+    pub write_behinds: u64,
 }
 
 impl Counters {
@@ -103,6 +106,7 @@ impl Counters {
             chunk_flush_bytes: l(&c.chunk_flush_bytes),
             write_stalls: l(&c.write_stalls),
             full_flushes: l(&c.full_flushes),
+            write_behinds: l(&c.write_behinds),
         }
     }
 }

@@ -51,6 +51,7 @@ impl MiddleTier {
             settings,
             maint: Mutex::new(()),
             next_chunk: AtomicU64::new(1),
+            written: AtomicUsize::new(0),
             counters: Counters::default(),
             wake: Mutex::new(false),
             wake_cv: Condvar::new(),
@@ -96,6 +97,7 @@ impl MiddleTier {
         self.s
             .hot
             .apply(&dbkey::encode_on_stack(table_id, user_key), w);
+        self.s.note_written(user_key.len() + w.value.len());
     }
 
     /// Applies writes (table id, user key, write) all at once: a point reader sees none or
@@ -111,6 +113,8 @@ impl MiddleTier {
             .map(|(k, (_, _, w))| (k.as_slice(), *w))
             .collect();
         self.s.hot.apply_all(&hot);
+        let bytes = writes.iter().map(|(_, k, w)| k.len() + w.value.len()).sum();
+        self.s.note_written(bytes);
     }
 
     /// Called after writes: wakes maintenance when a tier is over budget and stalls the

@@ -44,7 +44,7 @@ pub(crate) struct Inner {
     pub(crate) bg_flush: Mutex<Option<JoinHandle<()>>>,
     pub(crate) flushing: AtomicBool,
     /// The local directory's `LOCK` file, held until close.
-    pub(crate) dir_lock: Mutex<Option<std::fs::File>>,
+    pub(crate) dir_lock: Mutex<Option<crate::open::DirLock>>,
 }
 
 impl Inner {

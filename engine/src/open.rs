@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
@@ -72,6 +72,11 @@ impl Db {
                 chunk_budget: split.chunks,
                 chunk_block_bytes: settings.chunk_block_bytes,
                 hot_stall_bytes: split.hot + split.hot / 4,
+                write_behind_bytes: if settings.write_behind {
+                    split.write_buffers
+                } else {
+                    0
+                },
             },
         )?;
         let last_seq = recovered.state.last_seq.max(middle.max_file_seq());
@@ -129,13 +134,35 @@ impl Db {
     }
 }
 
+/// Directories whose `LOCK` an open database of this process holds.
+static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// An acquired directory lock: the locked `LOCK` file (closing it releases the OS lock)
+/// and this process's record of holding it.
+pub(crate) struct DirLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        HELD.lock().retain(|p| *p != self.path);
+    }
+}
+
 /// Takes the exclusive lock on `<dir>/LOCK` (an OS file lock, released when the file is
-/// closed or the process dies; it also conflicts within one process) and records this
-/// process's id in it. [`Error::Busy`] naming the holder if another open database has it.
-fn lock_dir(dir: &Path) -> Result<File> {
+/// closed or the process dies) and records this process's id in it. [`Error::Busy`] naming
+/// the holder if another open database has it: at once for one in this process, else when
+/// the OS lock is taken.
+fn lock_dir(dir: &Path) -> Result<DirLock> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join("LOCK");
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut held = HELD.lock();
+    if held.contains(&canonical) {
+        return Err(busy(&path));
+    }
     let io = |e: std::io::Error| Error::io(format!("locking {}", path.display()), e);
     let mut f = OpenOptions::new()
         .read(true)
@@ -144,25 +171,54 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(io)?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = holder.trim();
-            return Err(Error::Busy(format!(
-                "{} is held by another open database{}",
-                path.display(),
-                if holder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({holder})")
-                }
-            )));
+    // No open database of this process holds the lock, yet the OS lock can still be held
+    // for a moment after one released it: a child process forked by another thread shares
+    // the open file until it execs. When the file names this process as the last holder,
+    // wait up to a second for that instead of failing.
+    let own = format!("pid {}", std::process::id());
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match f.try_lock() {
+            Err(TryLockError::WouldBlock)
+                if waited < std::time::Duration::from_secs(1)
+                    && std::fs::read_to_string(&path).is_ok_and(|h| h.trim() == own) =>
+            {
+                let step = std::time::Duration::from_millis(2);
+                std::thread::sleep(step);
+                waited += step;
+            }
+            other => break lock_result(other, &path)?,
         }
-        Err(TryLockError::Error(e)) => return Err(io(e)),
     }
     f.set_len(0).map_err(io)?;
     f.seek(SeekFrom::Start(0)).map_err(io)?;
-    write!(f, "pid {}", std::process::id()).map_err(io)?;
-    Ok(f)
+    write!(f, "{own}").map_err(io)?;
+    held.push(canonical.clone());
+    Ok(DirLock {
+        _file: f,
+        path: canonical,
+    })
+}
+
+fn lock_result(r: std::result::Result<(), TryLockError>, path: &Path) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(busy(path)),
+        Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+    }
+}
+
+/// [`Error::Busy`] naming the holder recorded in the `LOCK` file.
+fn busy(path: &Path) -> Error {
+    let holder = std::fs::read_to_string(path).unwrap_or_default();
+    let holder = holder.trim();
+    Error::Busy(format!(
+        "{} is held by another open database{}",
+        path.display(),
+        if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" ({holder})")
+        }
+    ))
 }

@@ -65,6 +65,12 @@ pub struct Settings {
     pub max_value_bytes: usize,
     /// Flush memory tiers to table files on [`crate::Db::close`].
     pub flush_on_close: bool,
+    /// Write-behind: once the write-buffer share of the budget has been written since the
+    /// last flush, write every chunk and dirty hot entry to level 0 in the background
+    /// (hot entries stay resident, now clean), so a `flush` (a checkpoint) has at most that
+    /// much left to write, as RocksDB's write buffers bound its memtable flush. Off, data
+    /// leaves memory only when a tier is over budget or on `flush`.
+    pub write_behind: bool,
 }
 
 impl Default for Settings {
@@ -90,6 +96,7 @@ impl Default for Settings {
             max_key_bytes: MAX_KEY_BYTES,
             max_value_bytes: MAX_VALUE_BYTES,
             flush_on_close: true,
+            write_behind: true,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Invariant: the versions of a key across tiers are contiguous — the hot chain holds the
 //! newest ones, newest first, and versions at or below `persisted` are also in a lower tier.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use smallvec::SmallVec;
@@ -206,7 +206,12 @@ pub(super) struct Shard {
     pub(super) hits: AtomicU64,
     pub(super) misses: AtomicU64,
     pub(super) map: KeyMap,
-    pub(super) order: BTreeSet<HotKey>,
+    /// The same keys, ordered, each with a *may be dirty* flag: set when an entry is
+    /// inserted dirty, when a write makes a clean entry dirty, and when a write lands on an
+    /// entry that a stream or a pack has copied but not yet marked persisted; cleared only
+    /// by the flush stream when it copies the entry (and set again by a thaw). So every dirty entry's
+    /// flag is set, and a flush visits only flagged keys instead of probing every entry.
+    pub(super) order: BTreeMap<HotKey, bool>,
     pub(super) bytes: usize,
     /// Bumped whenever entries leave the shard (packing, flush-drops); promotion checks it.
     pub(super) generation: u64,

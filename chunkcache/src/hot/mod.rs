@@ -1,7 +1,7 @@
 //! The hot tier: a concurrent, hash-indexed store of the most recently used entries.
 //!
 //! - 64 shards, each a `parking_lot::RwLock` over a hash table of pointers to entry nodes
-//!   (O(1) point access, one miss to memory) and a `BTreeSet` of the same keys (ordered
+//!   (O(1) point access, one miss to memory) and a `BTreeMap` of the same keys (ordered
 //!   iteration). Keys up to 24 bytes and values up to 16 bytes are stored inline, so a
 //!   Flink-shaped value entry is one allocation. No global lock on any path; readers take
 //!   one shard's read lock.
@@ -200,6 +200,9 @@ impl HotKv {
             return;
         };
         let before = entry_charge(key, e);
+        // A clean entry becomes dirty now, or a copied (frozen) one gets a version the copy
+        // does not have: either way the next flush stream must visit it.
+        let flag_it = !e.is_dirty() || e.frozen > e.persisted;
         e.access.store(epoch, Ordering::Relaxed);
         let newest = &mut e.versions[0];
         // The newest version may be replaced only if no live snapshot can see it.
@@ -250,6 +253,12 @@ impl HotKv {
         }
         let after = entry_charge(key, e);
         self.account(shard, before, after);
+        if flag_it {
+            // See `Shard::order`.
+            if let Some(flag) = shard.order.get_mut(key) {
+                *flag = true;
+            }
+        }
     }
 
     /// Looks `key` up as of `seq`. Stamps the entry as recently used.
@@ -317,7 +326,7 @@ impl HotKv {
         };
         let k = HotKey::from_slice(key);
         let charge = entry_charge(&k, &e);
-        shard.order.insert(k.clone());
+        shard.order.insert(k.clone(), e.is_dirty());
         shard.map.insert(k, e);
         self.entries.fetch_add(1, Ordering::Relaxed);
         self.account(shard, 0, charge);
@@ -368,7 +377,11 @@ impl HotKv {
         };
         for si in shards {
             let s = self.shards[si].read();
-            for k in s.order.range::<[u8], _>((Bound::Included(start), hi)) {
+            for k in s
+                .order
+                .range::<[u8], _>((Bound::Included(start), hi))
+                .map(|(k, _)| k)
+            {
                 if let Some(e) = s.map.get(k) {
                     for v in readable(e) {
                         out.push((

@@ -21,7 +21,7 @@ use strata_dfs::{InternalIterator, Result};
 use super::entry::{unpersisted, HotKey};
 use super::{HotKv, HotVersion, SHARDS};
 
-/// Dirty entries copied per shard per refill (and keys scanned per lock hold, times 16).
+/// Dirty entries copied per shard per refill (and keys scanned per lock hold, times 64).
 const BATCH: usize = 32;
 
 /// One shard's position in the stream.
@@ -42,6 +42,7 @@ pub struct DirtyStream<'a> {
     /// The shard whose front entry is current, and which of its versions.
     current: Option<(usize, usize)>,
     ikey: Vec<u8>,
+    started: bool,
 }
 
 impl HotKv {
@@ -55,6 +56,7 @@ impl HotKv {
             heads: BinaryHeap::new(),
             current: None,
             ikey: Vec::new(),
+            started: false,
         }
     }
 
@@ -75,13 +77,20 @@ impl HotKv {
     pub fn thaw(&self) {
         for s in self.shards.iter() {
             let mut s = s.write();
-            for (_, e) in s.map.iter_mut() {
+            let s = &mut *s;
+            for (k, e) in s.map.iter_mut() {
+                if e.frozen > e.persisted {
+                    if let Some(flag) = s.order.get_mut(&k[..]) {
+                        *flag = true;
+                    }
+                }
                 e.frozen = e.frozen.min(e.persisted);
             }
         }
     }
 
-    /// Copies up to [`BATCH`] dirty entries after `c.after` from shard `si`, freezing them.
+    /// Copies up to [`BATCH`] dirty entries after `c.after` from shard `si`, freezing them
+    /// and clearing their flags. Keys whose flag is clear are skipped without a probe.
     fn refill(&self, si: usize, c: &mut Cursor) {
         let mut s = self.shards[si].write();
         let s = &mut *s;
@@ -91,16 +100,19 @@ impl HotKv {
         };
         let mut scanned = 0;
         let mut last = None;
-        for k in s.order.range::<[u8], _>((lo, Bound::Unbounded)) {
+        for (k, flag) in s.order.range_mut::<[u8], _>((lo, Bound::Unbounded)) {
             scanned += 1;
             last = Some(k);
+            if !std::mem::take(flag) {
+                continue;
+            }
             if let Some(e) = s.map.get_mut(k) {
                 if e.is_dirty() {
                     e.frozen = e.versions[0].seq;
                     c.batch.push_back((k.clone(), unpersisted(e)));
                 }
             }
-            if c.batch.len() >= BATCH || scanned >= BATCH * 16 {
+            if c.batch.len() >= BATCH || scanned >= BATCH * 64 {
                 break;
             }
         }
@@ -154,8 +166,12 @@ impl InternalIterator for DirtyStream<'_> {
     }
 
     fn seek_to_first(&mut self) {
-        // Entries already frozen stay frozen (and are streamed again): restarting is only
-        // correct because a flush commits nothing until it has streamed everything.
+        // A restart first undoes what the stream did so far (its entries are frozen and
+        // their flags cleared), so it sees every dirty entry again; a flush commits nothing
+        // until it has streamed everything.
+        if std::mem::replace(&mut self.started, true) {
+            self.hot.thaw();
+        }
         self.cursors = (0..SHARDS).map(|_| Cursor::default()).collect();
         self.heads.clear();
         for si in 0..SHARDS {
