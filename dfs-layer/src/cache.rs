@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -60,6 +60,9 @@ pub struct CacheSnapshot {
     pub disk_misses: u64,
     /// Bytes charged in memory.
     pub bytes: u64,
+    /// Bytes of open tables' index and filter blocks charged to the cache
+    /// ([`BlockCache::reserve`]); cached blocks are kept within capacity minus this.
+    pub reserved_bytes: u64,
     /// Capacity in bytes.
     pub capacity: u64,
     /// Bytes held by the disk tier.
@@ -130,8 +133,9 @@ impl Shard {
         }
     }
 
-    /// Inserts and returns the number of evictions it caused.
-    fn insert(&mut self, key: BlockKey, block: Block) -> u64 {
+    /// Inserts and returns the number of evictions it caused; blocks are evicted until the
+    /// shard holds at most `limit` bytes (its capacity less its share of the reservation).
+    fn insert(&mut self, key: BlockKey, block: Block, limit: usize) -> u64 {
         if self.map.contains_key(&key) {
             return 0;
         }
@@ -149,7 +153,7 @@ impl Shard {
         self.probation.insert(tick, key);
         self.probation_bytes += charge;
         let mut evicted = 0;
-        while self.probation_bytes + self.protected_bytes > self.capacity {
+        while self.probation_bytes + self.protected_bytes > limit {
             let victim = match self.probation.iter().next() {
                 Some((&t, &k)) => Some((t, k, false)),
                 None => self.protected.iter().next().map(|(&t, &k)| (t, k, true)),
@@ -177,6 +181,10 @@ impl Shard {
 pub struct BlockCache {
     shards: Vec<Mutex<Shard>>,
     capacity: usize,
+    /// Bytes of open tables' index and filter blocks, which live outside the cache but are
+    /// charged to it (RocksDB's `cache_index_and_filter_blocks` accounting): the blocks the
+    /// cache may hold shrink by this much.
+    reserved: AtomicUsize,
     stats: CacheStats,
     disk: Option<DiskTier>,
 }
@@ -208,9 +216,20 @@ impl BlockCache {
                 })
                 .collect(),
             capacity,
+            reserved: AtomicUsize::new(0),
             stats: CacheStats::default(),
             disk: None,
         }
+    }
+
+    /// Charges `bytes` held elsewhere (an open table's index and filter) to the cache.
+    pub fn reserve(&self, bytes: usize) {
+        self.reserved.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Returns a charge made with [`BlockCache::reserve`].
+    pub fn release(&self, bytes: usize) {
+        self.reserved.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Adds a local-disk tier in `dir` (emptied first) bounded to `max_bytes`.
@@ -238,7 +257,9 @@ impl BlockCache {
 
     /// Inserts a decoded block into memory.
     pub fn insert(&self, key: BlockKey, block: Block) {
-        let ev = self.shard(&key).lock().insert(key, block);
+        let per = (self.capacity / SHARDS).max(1);
+        let limit = per.saturating_sub(self.reserved.load(Ordering::Relaxed) / SHARDS);
+        let ev = self.shard(&key).lock().insert(key, block, limit);
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
         self.stats.evictions.fetch_add(ev, Ordering::Relaxed);
     }
@@ -295,6 +316,7 @@ impl BlockCache {
             disk_hits: l(&self.stats.disk_hits),
             disk_misses: l(&self.stats.disk_misses),
             bytes,
+            reserved_bytes: self.reserved.load(Ordering::Relaxed) as u64,
             capacity: self.capacity as u64,
             disk_bytes: self.disk.as_ref().map_or(0, |d| d.state.lock().bytes),
         }
@@ -416,6 +438,50 @@ mod tests {
         let s = cache.snapshot();
         assert!(s.evictions > 0);
         assert!(s.bytes <= s.capacity);
+    }
+
+    /// Index and filter bytes charged with `reserve` shrink what the cache keeps, and
+    /// `release` gives the room back; a table reader charges its own while open.
+    #[test]
+    fn reserved_bytes_shrink_the_cache() {
+        let cache = BlockCache::new(16 * 64 * 1024);
+        let fill = |cache: &BlockCache, file: u64| {
+            for i in 0..5_000u64 {
+                cache.insert((file, i * 4096), block(1000));
+            }
+        };
+        fill(&cache, 1);
+        let full = cache.snapshot().bytes;
+        assert!(full > 900 * 1024, "{full}");
+        cache.reserve(768 * 1024);
+        fill(&cache, 2);
+        let s = cache.snapshot();
+        assert_eq!(s.reserved_bytes, 768 * 1024);
+        assert!(s.bytes + s.reserved_bytes <= s.capacity, "{s:?}");
+        cache.release(768 * 1024);
+        fill(&cache, 3);
+        assert!(cache.snapshot().bytes > 900 * 1024);
+        assert_eq!(cache.snapshot().reserved_bytes, 0);
+
+        // A table reader charges its index and filter while it is open.
+        use std::sync::Arc;
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        let storage: Arc<dyn crate::Storage> = Arc::new(crate::ObjectStorage::memory().unwrap());
+        let mut b = crate::TableBuilder::new(crate::TableBuildOptions::default(), 1);
+        for i in 0..1000u32 {
+            let k = crate::key::internal_key(&i.to_be_bytes(), 1, crate::ValueKind::Put);
+            b.add(&k, b"value");
+        }
+        let (bytes, _) = b.finish();
+        let len = bytes.len() as u64;
+        storage.put("t.sst", bytes).unwrap();
+        let t = crate::TableReader::open(storage, Some(cache.clone()), "t.sst", 1, len).unwrap();
+        assert!(
+            cache.snapshot().reserved_bytes > 1000,
+            "index and filter charged"
+        );
+        drop(t);
+        assert_eq!(cache.snapshot().reserved_bytes, 0);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::settings::Settings;
 pub struct Stats {
     /// The configured memory budget.
     pub memory_budget_bytes: u64,
-    /// Bytes the engine accounts to its budget: hot tier, chunks and block cache.
+    /// Bytes the engine accounts to its budget: hot tier, chunks, block cache and the open
+    /// tables' index and filter blocks (charged to the block cache's share).
     pub memory_in_use_bytes: u64,
     /// The process's resident memory now (`VmRSS`; 0 where `/proc` is unavailable). It
     /// includes everything else in the process and allocator overhead, so it is the figure
@@ -82,7 +83,10 @@ impl Stats {
         let (resident_bytes, peak_resident_bytes) = process_memory();
         Stats {
             memory_budget_bytes: settings.memory_budget_bytes,
-            memory_in_use_bytes: middle.hot_bytes + middle.chunk_bytes + block_cache.bytes,
+            memory_in_use_bytes: middle.hot_bytes
+                + middle.chunk_bytes
+                + block_cache.bytes
+                + block_cache.reserved_bytes,
             resident_bytes,
             peak_resident_bytes,
             hot_budget_bytes: split.hot as u64,

@@ -16,7 +16,7 @@ use super::options::TreeHooks;
 use super::version::{table_path, FileMeta};
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
-use crate::key;
+use crate::key::{self, SeqNo, ValueKind};
 use crate::storage::Storage;
 use crate::table::{TableBuildOptions, TableBuilder, TableProperties};
 
@@ -81,7 +81,12 @@ fn write_run_into(
     };
     let mut builder: Option<TableBuilder> = None;
     let mut cur_key: Vec<u8> = Vec::new();
+    // A key's first version stays in reused buffers; only a key with a second version
+    // (or one the fast path below cannot take) goes through `versions` and the collapse.
+    let mut first: Option<(SeqNo, ValueKind)> = None;
+    let mut first_value: Vec<u8> = Vec::new();
     let mut versions: Vec<KeyVersion> = Vec::new();
+    let mut ikey: Vec<u8> = Vec::new();
     loop {
         let at_end = !it.valid();
         if !at_end && target.shutdown.load(Ordering::Relaxed) {
@@ -98,13 +103,34 @@ fn write_run_into(
             })?)
         };
         let new_key = pk.is_some_and(|p| p.user_key != cur_key.as_slice());
-        if (at_end || new_key) && !versions.is_empty() {
-            for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
-                check_entry_size(spec.table_id, &cur_key, &v)?;
-                let b = builder.get_or_insert_with(|| TableBuilder::new(spec.build, spec.table_id));
-                b.add(&key::internal_key(&cur_key, seq, kind), &v);
+        if (at_end || new_key) && first.is_some() {
+            let b = builder.get_or_insert_with(|| TableBuilder::new(spec.build, spec.table_id));
+            match first.take() {
+                // The common case: one version that is a put, or a tombstone above the
+                // bottom, with no compaction filter — the collapse would keep it as it is.
+                Some((seq, kind))
+                    if versions.is_empty()
+                        && cx.filter.is_none()
+                        && (kind == ValueKind::Put
+                            || (kind == ValueKind::Delete && !spec.bottommost)) =>
+                {
+                    check_entry_size(spec.table_id, &cur_key, &first_value)?;
+                    ikey.clear();
+                    key::append_internal_key(&mut ikey, &cur_key, seq, kind);
+                    b.add(&ikey, &first_value);
+                }
+                Some((seq, kind)) => {
+                    if versions.is_empty() {
+                        versions.push((seq, kind, Bytes::copy_from_slice(&first_value)));
+                    }
+                    for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
+                        check_entry_size(spec.table_id, &cur_key, &v)?;
+                        b.add(&key::internal_key(&cur_key, seq, kind), &v);
+                    }
+                    versions.clear();
+                }
+                None => unreachable!("checked"),
             }
-            versions.clear();
             let full = |b: &TableBuilder| spec.split_bytes.is_some_and(|s| b.estimated_size() >= s);
             if builder.as_ref().is_some_and(full) {
                 let b = builder.take().expect("checked");
@@ -114,11 +140,21 @@ fn write_run_into(
         let Some(pk) = pk else {
             break;
         };
-        if versions.is_empty() {
-            cur_key.clear();
-            cur_key.extend_from_slice(pk.user_key);
+        match first {
+            None => {
+                cur_key.clear();
+                cur_key.extend_from_slice(pk.user_key);
+                first = Some((pk.seq, pk.kind));
+                first_value.clear();
+                first_value.extend_from_slice(it.value());
+            }
+            Some((seq, kind)) => {
+                if versions.is_empty() {
+                    versions.push((seq, kind, Bytes::copy_from_slice(&first_value)));
+                }
+                versions.push((pk.seq, pk.kind, Bytes::copy_from_slice(it.value())));
+            }
         }
-        versions.push((pk.seq, pk.kind, Bytes::copy_from_slice(it.value())));
         it.next();
     }
     it.status()?;

@@ -29,6 +29,8 @@ pub struct TableReader {
     data_end: u64,
     index: Block,
     filter: Bytes,
+    /// Bytes of `index` and `filter`, charged to the block cache while open.
+    pinned: usize,
     props: TableProperties,
     storage: Arc<dyn Storage>,
     cache: Option<Arc<BlockCache>>,
@@ -40,6 +42,14 @@ impl std::fmt::Debug for TableReader {
             .field("path", &self.path)
             .field("size", &self.size)
             .finish()
+    }
+}
+
+impl Drop for TableReader {
+    fn drop(&mut self) {
+        if let Some(c) = &self.cache {
+            c.release(self.pinned);
+        }
     }
 }
 
@@ -82,6 +92,12 @@ impl TableReader {
         let filter = part(footer.filter)?;
         let props = TableProperties::decode(&part(footer.props)?).map_err(corrupt)?;
         let index = Block::new(part(footer.index)?).map_err(corrupt)?;
+        // The index and filter stay in memory while the table is open: charge them to the
+        // block cache, so the budget counts them (released on drop).
+        let pinned = index.size() + filter.len();
+        if let Some(c) = &cache {
+            c.reserve(pinned);
+        }
         Ok(Arc::new(TableReader {
             path: path.to_string(),
             file_number,
@@ -89,6 +105,7 @@ impl TableReader {
             data_end: meta_start,
             index,
             filter,
+            pinned,
             props,
             storage,
             cache,
