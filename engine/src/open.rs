@@ -73,7 +73,7 @@ impl Db {
                 chunk_block_bytes: settings.chunk_block_bytes,
                 hot_stall_bytes: split.hot + split.hot / 4,
                 write_behind_bytes: if settings.write_behind {
-                    split.write_buffers
+                    split.write_buffers / 2
                 } else {
                     0
                 },

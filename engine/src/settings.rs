@@ -65,8 +65,8 @@ pub struct Settings {
     pub max_value_bytes: usize,
     /// Flush memory tiers to table files on [`crate::Db::close`].
     pub flush_on_close: bool,
-    /// Write-behind: once the write-buffer share of the budget has been written since the
-    /// last flush, write every chunk and dirty hot entry to level 0 in the background
+    /// Write-behind: once half the write-buffer share of the budget has been written since
+    /// the last flush, write every chunk and dirty hot entry to level 0 in the background
     /// (hot entries stay resident, now clean), so a `flush` (a checkpoint) has at most that
     /// much left to write, as RocksDB's write buffers bound its memtable flush. Off, data
     /// leaves memory only when a tier is over budget or on `flush`.
