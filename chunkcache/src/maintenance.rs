@@ -47,10 +47,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Counts bytes written since the last flush (write-behind's trigger).
-    pub(crate) fn note_written(&self, bytes: usize) {
+    /// Counts `writes` writes of `bytes` keys and values in all since the last flush
+    /// (write-behind's trigger), each with 16 bytes for its sequence number and kind.
+    pub(crate) fn note_written(&self, writes: usize, bytes: usize) {
         if self.settings.write_behind_bytes > 0 {
-            self.written.fetch_add(bytes + 16, Ordering::Relaxed);
+            self.written
+                .fetch_add(bytes + 16 * writes, Ordering::Relaxed);
         }
     }
 

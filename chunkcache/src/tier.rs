@@ -97,7 +97,7 @@ impl MiddleTier {
         self.s
             .hot
             .apply(&dbkey::encode_on_stack(table_id, user_key), w);
-        self.s.note_written(user_key.len() + w.value.len());
+        self.s.note_written(1, user_key.len() + w.value.len());
     }
 
     /// Applies writes (table id, user key, write) all at once: a point reader sees none or
@@ -114,7 +114,7 @@ impl MiddleTier {
             .collect();
         self.s.hot.apply_all(&hot);
         let bytes = writes.iter().map(|(_, k, w)| k.len() + w.value.len()).sum();
-        self.s.note_written(bytes);
+        self.s.note_written(writes.len(), bytes);
     }
 
     /// Called after writes: wakes maintenance when a tier is over budget and stalls the

@@ -140,12 +140,15 @@ static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// An acquired directory lock: the locked `LOCK` file (closing it releases the OS lock)
 /// and this process's record of holding it.
 pub(crate) struct DirLock {
-    _file: File,
+    file: Option<File>,
     path: PathBuf,
 }
 
 impl Drop for DirLock {
     fn drop(&mut self) {
+        // Release the OS lock first, so that an open which finds the registry clear also
+        // finds the file unlocked.
+        drop(self.file.take());
         HELD.lock().retain(|p| *p != self.path);
     }
 }
@@ -179,6 +182,7 @@ fn lock_dir(dir: &Path) -> Result<DirLock> {
     let mut waited = std::time::Duration::ZERO;
     loop {
         match f.try_lock() {
+            Ok(()) => break,
             Err(TryLockError::WouldBlock)
                 if waited < std::time::Duration::from_secs(1)
                     && std::fs::read_to_string(&path).is_ok_and(|h| h.trim() == own) =>
@@ -187,7 +191,8 @@ fn lock_dir(dir: &Path) -> Result<DirLock> {
                 std::thread::sleep(step);
                 waited += step;
             }
-            other => break lock_result(other, &path)?,
+            Err(TryLockError::WouldBlock) => return Err(busy(&path)),
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
     }
     f.set_len(0).map_err(io)?;
@@ -195,17 +200,9 @@ fn lock_dir(dir: &Path) -> Result<DirLock> {
     write!(f, "{own}").map_err(io)?;
     held.push(canonical.clone());
     Ok(DirLock {
-        _file: f,
+        file: Some(f),
         path: canonical,
     })
-}
-
-fn lock_result(r: std::result::Result<(), TryLockError>, path: &Path) -> Result<()> {
-    match r {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(busy(path)),
-        Err(TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
-    }
 }
 
 /// [`Error::Busy`] naming the holder recorded in the `LOCK` file.

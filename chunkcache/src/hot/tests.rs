@@ -330,16 +330,7 @@ fn dirty_flags_track_every_entry_that_becomes_dirty() {
             w(u64::from(i) + 1, ValueKind::Put, b"v", None),
         );
     }
-    let drain = |h: &HotKv| {
-        let mut s = h.dirty_stream();
-        s.seek_to_first();
-        let mut keys = Vec::new();
-        while s.valid() {
-            keys.push(key::user_key(s.key()).to_vec());
-            s.next();
-        }
-        keys
-    };
+    let drain = |h: &HotKv| stream_keys(&mut h.dirty_stream());
     assert_eq!(drain(&h).len(), 500);
     h.mark_frozen_persisted();
     assert!(drain(&h).is_empty());
@@ -348,21 +339,10 @@ fn dirty_flags_track_every_entry_that_becomes_dirty() {
     let g = h.generation(b"promoted");
     h.promote(b"promoted", g, 5, ValueKind::Put, b"p");
     let mut s = h.dirty_stream();
-    s.seek_to_first();
-    let mut first = Vec::new();
-    while s.valid() {
-        first.push(key::user_key(s.key()).to_vec());
-        s.next();
-    }
+    let first = stream_keys(&mut s);
     assert_eq!(first, vec![7u32.to_be_bytes().to_vec(), b"new".to_vec()]);
     // Restarting the same stream sees both again.
-    s.seek_to_first();
-    let mut again = Vec::new();
-    while s.valid() {
-        again.push(key::user_key(s.key()).to_vec());
-        s.next();
-    }
-    assert_eq!(again, first);
+    assert_eq!(stream_keys(&mut s), first);
     // A write to an entry the stream has copied (frozen, flag cleared) before the flush
     // marks it persisted: the next stream must still find the new version.
     h.apply(
@@ -371,4 +351,15 @@ fn dirty_flags_track_every_entry_that_becomes_dirty() {
     );
     h.mark_frozen_persisted();
     assert_eq!(drain(&h), vec![7u32.to_be_bytes().to_vec()]);
+}
+
+/// The user keys a dirty stream yields from its start (a restart if it ran before).
+fn stream_keys(s: &mut DirtyStream<'_>) -> Vec<Vec<u8>> {
+    s.seek_to_first();
+    let mut keys = Vec::new();
+    while s.valid() {
+        keys.push(key::user_key(s.key()).to_vec());
+        s.next();
+    }
+    keys
 }

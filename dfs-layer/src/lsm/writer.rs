@@ -103,33 +103,32 @@ fn write_run_into(
             })?)
         };
         let new_key = pk.is_some_and(|p| p.user_key != cur_key.as_slice());
-        if (at_end || new_key) && first.is_some() {
+        let ended = if at_end || new_key {
+            first.take()
+        } else {
+            None
+        };
+        if let Some((seq, kind)) = ended {
             let b = builder.get_or_insert_with(|| TableBuilder::new(spec.build, spec.table_id));
-            match first.take() {
-                // The common case: one version that is a put, or a tombstone above the
-                // bottom, with no compaction filter — the collapse would keep it as it is.
-                Some((seq, kind))
-                    if versions.is_empty()
-                        && cx.filter.is_none()
-                        && (kind == ValueKind::Put
-                            || (kind == ValueKind::Delete && !spec.bottommost)) =>
-                {
-                    check_entry_size(spec.table_id, &cur_key, &first_value)?;
-                    ikey.clear();
-                    key::append_internal_key(&mut ikey, &cur_key, seq, kind);
-                    b.add(&ikey, &first_value);
+            // The common case: one version that is a put, or a tombstone above the
+            // bottom, with no compaction filter — the collapse would keep it as it is.
+            if versions.is_empty()
+                && cx.filter.is_none()
+                && (kind == ValueKind::Put || (kind == ValueKind::Delete && !spec.bottommost))
+            {
+                check_entry_size(spec.table_id, &cur_key, &first_value)?;
+                ikey.clear();
+                key::append_internal_key(&mut ikey, &cur_key, seq, kind);
+                b.add(&ikey, &first_value);
+            } else {
+                if versions.is_empty() {
+                    versions.push((seq, kind, Bytes::copy_from_slice(&first_value)));
                 }
-                Some((seq, kind)) => {
-                    if versions.is_empty() {
-                        versions.push((seq, kind, Bytes::copy_from_slice(&first_value)));
-                    }
-                    for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
-                        check_entry_size(spec.table_id, &cur_key, &v)?;
-                        b.add(&key::internal_key(&cur_key, seq, kind), &v);
-                    }
-                    versions.clear();
+                for (seq, kind, v) in collapse_filtered(&cur_key, &versions, cx) {
+                    check_entry_size(spec.table_id, &cur_key, &v)?;
+                    b.add(&key::internal_key(&cur_key, seq, kind), &v);
                 }
-                None => unreachable!("checked"),
+                versions.clear();
             }
             let full = |b: &TableBuilder| spec.split_bytes.is_some_and(|s| b.estimated_size() >= s);
             if builder.as_ref().is_some_and(full) {
