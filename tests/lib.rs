@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use strata::{Db, DbBuilder, ObjectStorage, Settings, Storage};
+use strata::{Db, DbBuilder, ObjectStorage, S3Settings, Settings, Storage};
 
 /// Which storage backend a test database uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,4 +84,28 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(e.path(), dst).expect("copy a file");
         }
     }
+}
+
+/// S3 settings for a fresh prefix (named after `test`) of the test bucket `tests/run.sh`
+/// starts, or `None` (a skip) when no server is configured; with `STRATA_REQUIRE_S3=1` a
+/// missing server fails the test.
+pub fn s3_settings(test: &str) -> Option<S3Settings> {
+    let required = std::env::var("STRATA_REQUIRE_S3").is_ok_and(|v| v == "1");
+    let prefix = format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos()
+    );
+    let s3 = S3Settings::from_env(&prefix);
+    if s3.is_none() {
+        assert!(
+            !required,
+            "STRATA_REQUIRE_S3=1 but STRATA_S3_ENDPOINT is not set"
+        );
+        eprintln!("{test}: no S3 server configured; skipped");
+    }
+    s3
 }

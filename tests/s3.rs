@@ -4,30 +4,8 @@
 
 use std::sync::Arc;
 
-use strata::{Db, Error, ObjectStorage, S3Settings, Settings, Storage};
-
-/// S3 settings for a fresh prefix of the test bucket, or `None` (a skip) when no server is
-/// configured; with `STRATA_REQUIRE_S3=1` a missing server fails the test.
-fn s3_settings(test: &str) -> Option<S3Settings> {
-    let required = std::env::var("STRATA_REQUIRE_S3").is_ok_and(|v| v == "1");
-    let prefix = format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let s3 = S3Settings::from_env(&prefix);
-    if s3.is_none() {
-        assert!(
-            !required,
-            "STRATA_REQUIRE_S3=1 but STRATA_S3_ENDPOINT is not set"
-        );
-        eprintln!("{test}: no S3 server configured; skipped");
-    }
-    s3
-}
+use strata::{Db, Error, ObjectStorage, Settings, Storage};
+use strata_tests::s3_settings;
 
 #[test]
 fn a_fenced_writer_cannot_commit_on_s3() {

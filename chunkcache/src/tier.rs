@@ -336,6 +336,11 @@ impl MiddleTier {
         self.s.tree.stats()
     }
 
+    /// The LSM tree below.
+    pub fn tree(&self) -> &LsmTree {
+        &self.s.tree
+    }
+
     /// A copy of the manifest state as last committed.
     pub fn manifest(&self) -> ManifestState {
         self.s.tree.manifest()

@@ -30,16 +30,25 @@ pub use filter::{filter_version, CompactionFilter, FilterDecision};
 pub use fold::{resolve_operand, Folded, VersionFold};
 pub use iter::{ConcatIter, InternalIterator, MergingIterator, Segments, VecIter};
 pub use key::{SeqNo, ValueKind, MAX_SEQ};
+pub use lsm::checkpoint::{
+    CheckpointFile, CheckpointManifest, CheckpointRef, CheckpointStore, CHECKPOINT_FORMAT_VERSION,
+    CHECKPOINT_MAGIC, IN_PLACE_DIR,
+};
 pub use lsm::collapse::{collapse, collapse_filtered, CollapseContext, KeyVersion};
 pub use lsm::manifest::{
-    ManifestRecovery, ManifestState, TableDef, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC,
+    ManifestRecovery, ManifestState, ManifestStore, TableDef, MANIFEST_FORMAT_VERSION,
+    MANIFEST_MAGIC,
 };
 pub use lsm::options::{TreeHooks, TreeOptions};
 pub use lsm::picker::{level_target, pick, CompactionOptions, CompactionPick};
-pub use lsm::tree::{LsmTree, Recovered, TreeStats};
-pub use lsm::version::{table_path, FileMeta, Levels, Version, VersionEdit, NUM_LEVELS};
+pub use lsm::tree::{check_foreign, LsmTree, Recovered, TreeStats};
+pub use lsm::version::{
+    table_path, FileMeta, FileOrigin, KeyGroupFilter, Levels, Version, VersionEdit, NUM_LEVELS,
+};
 pub use merge::{AppendOperator, MergeOperator, U64AddOperator};
-pub use storage::{read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage};
+pub use storage::{
+    read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage, StoreSet,
+};
 pub use table::{
     ReadTier, TableBuildOptions, TableBuilder, TableIter, TableProperties, TableReader, FOOTER_LEN,
     TABLE_FORMAT_VERSION, TABLE_MAGIC,

@@ -82,6 +82,42 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn is_remote(&self) -> bool {
         false
     }
+    /// A name for where the objects live, the same for every handle on the same objects:
+    /// `file:///abs/dir`, `s3://bucket/prefix?endpoint=...`, `memory://<n>`. Manifests record
+    /// it for files a database reads from another store (a checkpoint it was restored from);
+    /// [`StoreSet`] resolves it back to a handle.
+    fn location(&self) -> String;
+}
+
+/// Handles on the stores a database reads foreign files from, by [`Storage::location`].
+/// `file://` locations resolve without registration; others (S3 needs credentials, a
+/// memory store has no name outside this process) must be added.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSet {
+    stores: std::collections::HashMap<String, Arc<dyn Storage>>,
+}
+
+impl StoreSet {
+    /// Registers `storage` under its location.
+    pub fn add(&mut self, storage: Arc<dyn Storage>) {
+        self.stores.insert(storage.location(), storage);
+    }
+
+    /// The handle for `location`, opening a local directory on first use.
+    pub fn resolve(&mut self, location: &str) -> Result<Arc<dyn Storage>> {
+        if let Some(s) = self.stores.get(location) {
+            return Ok(s.clone());
+        }
+        if let Some(dir) = location.strip_prefix("file://") {
+            let s: Arc<dyn Storage> = Arc::new(ObjectStorage::local(dir)?);
+            self.stores.insert(location.to_string(), s.clone());
+            return Ok(s);
+        }
+        Err(Error::invalid(format!(
+            "the database reads files from {location}, which is not registered: \
+             add that store with DbBuilder::external_store"
+        )))
+    }
 }
 
 /// Reads `range` of `path`, fetching up to `hint`'s read-ahead beyond it in the same request
@@ -144,6 +180,7 @@ pub struct ObjectStorage {
     prefix: String,
     remote: bool,
     description: String,
+    location: String,
     runtime: tokio::runtime::Runtime,
     /// For the local directory: ranged reads bypass the async runtime and use positional
     /// reads (`pread`) on cached file handles (the objects are immutable; a `put` or
@@ -206,6 +243,7 @@ impl ObjectStorage {
         prefix: &str,
         remote: bool,
         description: String,
+        location: String,
     ) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -219,6 +257,7 @@ impl ObjectStorage {
             prefix,
             remote,
             description,
+            location,
             runtime,
             local: None,
         })
@@ -229,6 +268,8 @@ impl ObjectStorage {
         let dir: PathBuf = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let dir = std::fs::canonicalize(&dir)
+            .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| Error::io(format!("opening {}", dir.display()), e))?
             .with_automatic_cleanup(true);
@@ -237,6 +278,7 @@ impl ObjectStorage {
             "",
             false,
             format!("local directory {}", dir.display()),
+            format!("file://{}", dir.display()),
         )?;
         s.local = Some(LocalReads {
             root: dir,
@@ -247,11 +289,14 @@ impl ObjectStorage {
 
     /// A fresh in-memory store (for tests); its contents vanish when it is dropped.
     pub fn memory() -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self::with_store(
             Arc::new(object_store::memory::InMemory::new()),
             "",
             false,
-            "in-memory store".to_string(),
+            format!("in-memory store {n}"),
+            format!("memory://{}/{n}", std::process::id()),
         )
     }
 
@@ -275,7 +320,13 @@ impl ObjectStorage {
             settings.bucket,
             settings.endpoint.as_deref().unwrap_or("aws")
         );
-        Self::with_store(Arc::new(store), &settings.prefix, true, desc)
+        let location = format!(
+            "s3://{}/{}?endpoint={}",
+            settings.bucket,
+            settings.prefix.trim_matches('/'),
+            settings.endpoint.as_deref().unwrap_or("aws")
+        );
+        Self::with_store(Arc::new(store), &settings.prefix, true, desc, location)
     }
 
     fn full_path(&self, path: &str) -> Path {
@@ -426,5 +477,9 @@ impl Storage for ObjectStorage {
 
     fn is_remote(&self) -> bool {
         self.remote
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
     }
 }

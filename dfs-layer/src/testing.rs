@@ -128,6 +128,7 @@ pub fn storage_conformance(s: &dyn Storage, root: &str) {
 pub struct FaultyStorage {
     inner: Arc<dyn Storage>,
     fail_prefix: Mutex<Option<String>>,
+    fail_read_prefix: Mutex<Option<String>>,
     puts: AtomicU64,
     fail_after_puts: AtomicU64,
     read_latency_us: AtomicU64,
@@ -142,6 +143,7 @@ impl FaultyStorage {
         FaultyStorage {
             inner,
             fail_prefix: Mutex::new(None),
+            fail_read_prefix: Mutex::new(None),
             puts: AtomicU64::new(0),
             fail_after_puts: AtomicU64::new(u64::MAX),
             read_latency_us: AtomicU64::new(0),
@@ -167,7 +169,12 @@ impl FaultyStorage {
         self.max_in_flight.load(Ordering::SeqCst)
     }
 
-    fn timed_read<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    fn timed_read<T>(&self, path: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if let Some(p) = &*self.fail_read_prefix.lock() {
+            if path.starts_with(p.as_str()) {
+                return Err(Error::io(format!("read {path}"), "injected failure"));
+            }
+        }
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let us = self.read_latency_us.load(Ordering::SeqCst);
@@ -185,9 +192,21 @@ impl FaultyStorage {
         *self.fail_prefix.lock() = Some(prefix.to_string());
     }
 
+    /// Every read of a path starting with `prefix` fails from now on.
+    pub fn fail_reads_under(&self, prefix: &str) {
+        *self.fail_read_prefix.lock() = Some(prefix.to_string());
+    }
+
+    /// Every put fails once `n` more have succeeded.
+    pub fn fail_after_puts(&self, n: u64) {
+        let now = self.puts.load(Ordering::SeqCst);
+        self.fail_after_puts.store(now + n, Ordering::SeqCst);
+    }
+
     /// Stops injecting faults.
     pub fn heal(&self) {
         *self.fail_prefix.lock() = None;
+        *self.fail_read_prefix.lock() = None;
         self.fail_after_puts.store(u64::MAX, Ordering::SeqCst);
     }
 
@@ -227,10 +246,10 @@ impl Storage for FaultyStorage {
         Ok(written)
     }
     fn read(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.timed_read(|| self.inner.read(path, range))
+        self.timed_read(path, || self.inner.read(path, range))
     }
     fn read_all(&self, path: &str) -> Result<Bytes> {
-        self.timed_read(|| self.inner.read_all(path))
+        self.timed_read(path, || self.inner.read_all(path))
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.inner.list(prefix)
@@ -246,6 +265,9 @@ impl Storage for FaultyStorage {
     }
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
     }
 }
 
@@ -343,5 +365,8 @@ impl Storage for PowerLossStorage {
         }
         st.unsynced.remove(path);
         self.inner.sync(path)
+    }
+    fn location(&self) -> String {
+        self.inner.location()
     }
 }

@@ -73,6 +73,9 @@ fn golden_compaction_picks() {
                             max_seq: number,
                             smallest: internal_key(lo.as_bytes(), number, ValueKind::Put),
                             largest: internal_key(hi.as_bytes(), number, ValueKind::Put),
+                            checksum: 0,
+                            origin: None,
+                            filter: None,
                         },
                     ));
                 }

@@ -38,6 +38,7 @@ pub struct DbBuilder {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) merge_ops: Vec<Arc<dyn MergeOperator>>,
     pub(crate) read_only: bool,
+    pub(crate) external_stores: strata_dfs::StoreSet,
 }
 
 impl DbBuilder {
@@ -50,6 +51,7 @@ impl DbBuilder {
             clock: Arc::new(SystemClock),
             merge_ops: Vec::new(),
             read_only: false,
+            external_stores: Default::default(),
         }
     }
     /// Keep the database in this local directory (the default store). Also the default
@@ -79,6 +81,13 @@ impl DbBuilder {
     /// compaction fails with `Poisoned`. Reads see the state as of the open.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+    /// Registers a store that files of this database may live in: the store of a checkpoint
+    /// it was restored from. `file://` stores need no registration; others (S3, memory) do,
+    /// every time the database is opened.
+    pub fn external_store(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.external_stores.add(storage);
         self
     }
     /// Opens (or creates) the database.
@@ -293,7 +302,7 @@ impl Db {
             .version
             .all_files()
             .map(|(table_id, level, f)| LiveFile {
-                path: strata_dfs::table_path(f.number),
+                path: f.path(),
                 table_id,
                 level,
                 size: f.size,

@@ -43,6 +43,10 @@ pub(crate) struct Inner {
     pub(crate) table_lock: Mutex<()>,
     pub(crate) bg_flush: Mutex<Option<JoinHandle<()>>>,
     pub(crate) flushing: AtomicBool,
+    /// Serialises checkpoints' flush-and-plan steps, manifest writes and releases.
+    pub(crate) ckpt_lock: Mutex<()>,
+    /// What this database knows of the checkpoints it writes.
+    pub(crate) ckpt: Mutex<crate::checkpoint::CheckpointState>,
     /// The local directory's `LOCK` file, held until close.
     pub(crate) dir_lock: Mutex<Option<crate::open::DirLock>>,
 }

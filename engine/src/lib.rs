@@ -33,6 +33,7 @@ pub struct ReadmeDoctests;
 
 mod batch;
 mod catalog;
+mod checkpoint;
 mod clock;
 mod commit;
 mod db;
@@ -54,6 +55,7 @@ mod write;
 
 pub use batch::WriteBatch;
 pub use catalog::{Table, DEFAULT_TABLE};
+pub use checkpoint::{CheckpointInfo, KeyGroups, PendingCheckpoint, RestoreSource};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{prefix_successor, Db, DbBuilder};
 pub use iter::DbIterator;
@@ -61,7 +63,7 @@ pub use keyed::{
     KeyGroupRange, KeyedBackend, State, StateDescriptor, StateKind, TtlConfig, TtlUpdate,
     TtlVisibility,
 };
-pub use options::{MergeKind, TableOptions};
+pub use options::{KeyGroupField, MergeKind, TableOptions};
 pub use read::MULTI_GET_PARALLELISM;
 pub use recovery::RecoveryInfo;
 pub use settings::{MemorySplit, Settings, WalRecovery, MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -69,9 +71,9 @@ pub use snapshot::Snapshot;
 pub use stats::{LiveFile, Stats};
 pub use strata_chunkcache::MiddleStats;
 pub use strata_dfs::{
-    AppendOperator, CacheSnapshot, CompactionFilter, CompactionOptions, Compression, Error,
-    FilterDecision, MergeOperator, ObjectStorage, Result, S3Settings, Storage, TreeStats,
-    U64AddOperator,
+    AppendOperator, CacheSnapshot, CheckpointRef, CheckpointStore, CompactionFilter,
+    CompactionOptions, Compression, Error, FilterDecision, MergeOperator, ObjectStorage, Result,
+    S3Settings, Storage, TreeStats, U64AddOperator,
 };
 pub use timers::{TimeDomain, Timer, TimerService};
 pub use wal::{WAL_FORMAT_VERSION, WAL_MAGIC};

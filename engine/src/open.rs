@@ -24,21 +24,28 @@ use crate::inner::Inner;
 use crate::options::TableOptions;
 use crate::recovery::RecoveryInfo;
 
-impl Db {
-    pub(crate) fn open_with(b: DbBuilder) -> Result<Db> {
-        b.settings.validate()?;
-        let settings = b.settings;
-        let dir_lock = match &b.dir {
-            Some(d) if !b.read_only => Some(lock_dir(d)?),
-            _ => None,
-        };
-        let storage: Arc<dyn Storage> = match (&b.storage, &b.dir) {
+impl DbBuilder {
+    /// The store the database lives in: the builder's storage, or `<path>/data`.
+    pub(crate) fn target_storage(&self) -> Result<Arc<dyn Storage>> {
+        Ok(match (&self.storage, &self.dir) {
             (Some(s), _) => s.clone(),
             (None, Some(d)) => Arc::new(ObjectStorage::local(d.join("data"))?),
             (None, None) => {
                 return Err(Error::invalid("DbBuilder needs a path or a storage"));
             }
+        })
+    }
+}
+
+impl Db {
+    pub(crate) fn open_with(b: DbBuilder) -> Result<Db> {
+        b.settings.validate()?;
+        let dir_lock = match &b.dir {
+            Some(d) if !b.read_only => Some(lock_dir(d)?),
+            _ => None,
         };
+        let storage = b.target_storage()?;
+        let settings = b.settings;
         let split = settings.split();
         let mut cache = BlockCache::new(split.block_cache);
         if storage.is_remote() {
@@ -62,6 +69,7 @@ impl Db {
             Some(cache.clone()),
             tree_opts,
             hooks.clone(),
+            b.external_stores.clone(),
         )?;
         hooks.set_db_id(recovered.state.db_id);
         let middle = MiddleTier::new(
@@ -111,6 +119,8 @@ impl Db {
             table_lock: Mutex::new(()),
             bg_flush: Mutex::new(None),
             flushing: AtomicBool::new(false),
+            ckpt_lock: Mutex::new(()),
+            ckpt: Mutex::new(Default::default()),
             dir_lock: Mutex::new(dir_lock),
         });
         for (id, def) in &recovered.state.tables {

@@ -39,6 +39,20 @@ pub struct TableOptions {
     /// Keys sharing it are kept together in the hot tier, so a prefix scan at least this
     /// long reads one shard. 0 disables it.
     pub prefix_len: u16,
+    /// Where the Flink key group sits in the table's keys, if they carry one: a restore
+    /// for a subset of key groups keeps only those keys of the table (the others are
+    /// skipped by reads and dropped by compaction). `None`: the table is not split by key
+    /// group; a restore keeps it whole.
+    pub key_group: Option<KeyGroupField>,
+}
+
+/// A big-endian key-group field of `width` (1 or 2) bytes at byte `offset` of every key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGroupField {
+    /// Byte offset in the key.
+    pub offset: u16,
+    /// 1 or 2 bytes.
+    pub width: u8,
 }
 
 impl Default for TableOptions {
@@ -47,6 +61,7 @@ impl Default for TableOptions {
             merge: MergeKind::None,
             compression_per_level: vec![Compression::Lz4],
             prefix_len: 0,
+            key_group: None,
         }
     }
 }
@@ -80,12 +95,16 @@ impl TableOptions {
                 return Err(Error::invalid("merge operator names are 1..=255 bytes"));
             }
         }
+        if self.key_group.is_some_and(|k| !(1..=2).contains(&k.width)) {
+            return Err(Error::invalid("a key-group field is 1 or 2 bytes wide"));
+        }
         Ok(())
     }
 
     /// Encodes as: merge tag u8 (0 none, 1 append, 2 delimited, 3 u64-add, 4 named), then
     /// the delimiter byte (tag 2) or name bytes (tag 4), then a count u8 and one compression
-    /// byte per level (0 none, 1 lz4, 2 zstd), then `prefix_len: u16` (absent = 0).
+    /// byte per level (0 none, 1 lz4, 2 zstd), then `prefix_len: u16` (absent = 0), then
+    /// the key-group field's offset (u16 LE) and width (u8) (absent = none).
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         match &self.merge {
@@ -107,6 +126,10 @@ impl TableOptions {
             });
         }
         b.extend_from_slice(&self.prefix_len.to_le_bytes());
+        if let Some(k) = self.key_group {
+            b.extend_from_slice(&k.offset.to_le_bytes());
+            b.push(k.width);
+        }
         b
     }
 
@@ -133,15 +156,30 @@ impl TableOptions {
                 _ => return Err(bad()),
             });
         }
-        let prefix_len = match r.remaining() {
-            0 => 0,
-            2 => u16::from_le_bytes(r.take(2).ok_or_else(bad)?.try_into().map_err(|_| bad())?),
+        let u16_le = |r: &mut Reader<'_>| -> Result<u16> {
+            Ok(u16::from_le_bytes(
+                r.take(2).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+            ))
+        };
+        let (prefix_len, key_group) = match r.remaining() {
+            0 => (0, None),
+            2 => (u16_le(&mut r)?, None),
+            5 => {
+                let p = u16_le(&mut r)?;
+                let offset = u16_le(&mut r)?;
+                let width = r.u8().ok_or_else(bad)?;
+                if !(1..=2).contains(&width) {
+                    return Err(bad());
+                }
+                (p, Some(KeyGroupField { offset, width }))
+            }
             _ => return Err(bad()),
         };
         Ok(TableOptions {
             merge,
             compression_per_level,
             prefix_len,
+            key_group,
         })
     }
 
@@ -189,6 +227,15 @@ mod tests {
                 merge,
                 compression_per_level: vec![Compression::None, Compression::Lz4, Compression::Zstd],
                 prefix_len: 11,
+                key_group: None,
+            };
+            assert_eq!(TableOptions::decode(&o.encode(), "t").unwrap(), o);
+            let o = TableOptions {
+                key_group: Some(KeyGroupField {
+                    offset: 9,
+                    width: 2,
+                }),
+                ..o
             };
             assert_eq!(TableOptions::decode(&o.encode(), "t").unwrap(), o);
         }

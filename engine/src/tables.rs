@@ -56,7 +56,17 @@ impl Inner {
         }
         let _g = self.table_lock.lock();
         if let Some(t) = self.table(name) {
-            let same = self.hooks.tables.get(t.id).map(|e| e.options == options);
+            // A table created before key-group fields existed matches without one (it is
+            // kept whole by a key-group restore).
+            let same = self.hooks.tables.get(t.id).map(|e| {
+                e.options == options
+                    || (e.options.key_group.is_none()
+                        && e.options
+                            == TableOptions {
+                                key_group: None,
+                                ..options.clone()
+                            })
+            });
             return match same {
                 Some(true) => Ok(t),
                 _ => Err(Error::invalid(format!(

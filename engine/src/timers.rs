@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use crate::catalog::Table;
 use crate::db::Db;
 use crate::keyed::KeyedBackend;
-use crate::options::TableOptions;
+use crate::options::{KeyGroupField, TableOptions};
 use crate::{Error, Result, WriteBatch};
 
 /// A timer's time domain.
@@ -55,8 +55,14 @@ impl TimerService {
         let db = backend.db().clone();
         // Routed by the domain byte: a domain's timers share one hot-tier shard, so the
         // timestamp-range scans of poll and next_timestamp read one shard, not all.
+        // The key group is a 2-byte field after the domain and timestamp: a restore for a
+        // subset of key groups keeps only their timers.
         let options = TableOptions {
             prefix_len: 1,
+            key_group: Some(KeyGroupField {
+                offset: 9,
+                width: 2,
+            }),
             ..TableOptions::default()
         };
         let table = db.create_table(&format!("timers/{name}"), options)?;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::version::{FileMeta, Version, VersionEdit, NUM_LEVELS};
+use super::version::{FileMeta, FileOrigin, KeyGroupFilter, Version, VersionEdit, NUM_LEVELS};
 use crate::coding::{put_bytes, put_u32, put_u64, put_varint, Reader};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -31,7 +31,8 @@ use crate::storage::Storage;
 pub const MANIFEST_MAGIC: u64 = u64::from_le_bytes(*b"STRATAMF");
 /// Current manifest format version (2 added the writer epoch; version 1 still reads, as
 /// epoch 0).
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// 3 added each file's origin and key-group filter.
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 /// File numbers of writer epoch `e` start at `e << EPOCH_SHIFT`.
 pub const EPOCH_SHIFT: u32 = 40;
 const HEADER_LEN: usize = 24;
@@ -60,6 +61,8 @@ pub struct ManifestState {
     /// The database's identity, chosen at random when it is created (0 only in version 1
     /// generations, until their first claim).
     pub db_id: u64,
+    /// The key groups the database owns (first, last), if it was restored for a subset.
+    pub key_groups: Option<(u16, u16)>,
     /// State-table definitions by id.
     pub tables: BTreeMap<u32, TableDef>,
     /// The current files.
@@ -75,57 +78,24 @@ impl ManifestState {
         put_varint(&mut p, self.log_number);
         put_varint(&mut p, self.writer_epoch);
         put_u64(&mut p, self.db_id);
-        put_varint(&mut p, self.tables.len() as u64);
-        for (id, def) in &self.tables {
-            put_varint(&mut p, u64::from(*id));
-            put_bytes(&mut p, def.name.as_bytes());
-            put_bytes(&mut p, &def.options);
-        }
+        put_key_groups(&mut p, self.key_groups);
+        put_tables(&mut p, &self.tables);
         let files: Vec<_> = self.version.all_files().collect();
         put_varint(&mut p, files.len() as u64);
         for (t, level, f) in files {
             put_varint(&mut p, u64::from(t));
             p.push(level as u8);
-            for v in [f.number, f.size, f.entries, f.deletes, f.min_seq, f.max_seq] {
-                put_varint(&mut p, v);
-            }
-            put_bytes(&mut p, &f.smallest);
-            put_bytes(&mut p, &f.largest);
+            put_file_meta(&mut p, f);
+            put_file_extras(&mut p, f);
         }
-        let mut out = Vec::with_capacity(p.len() + HEADER_LEN + 4);
-        put_u64(&mut out, MANIFEST_MAGIC);
-        put_u32(&mut out, MANIFEST_FORMAT_VERSION);
-        put_u64(&mut out, generation);
-        put_u32(&mut out, p.len() as u32);
-        out.extend_from_slice(&p);
-        let crc = crc32fast::hash(&out);
-        put_u32(&mut out, crc);
-        out
+        frame(MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION, generation, &p)
     }
 
     /// Decodes a manifest object, returning its generation and state.
     pub fn decode(b: &[u8], file: &str) -> Result<(u64, ManifestState)> {
         let bad = |d: &str| Error::corruption(file, format!("manifest: {d}"));
-        if b.len() < HEADER_LEN + 4 {
-            return Err(bad("truncated"));
-        }
-        let (body, crc) = b.split_at(b.len() - 4);
-        if crc32fast::hash(body).to_le_bytes() != crc {
-            return Err(bad("checksum mismatch"));
-        }
-        let mut r = Reader::new(body);
-        if r.u64() != Some(MANIFEST_MAGIC) {
-            return Err(bad("bad magic number"));
-        }
-        let version = r.u32().unwrap_or(0);
-        if !(1..=MANIFEST_FORMAT_VERSION).contains(&version) {
-            return Err(bad(&format!("unsupported format version {version}")));
-        }
-        let generation = r.u64().ok_or_else(|| bad("truncated"))?;
-        let len = r.u32().ok_or_else(|| bad("truncated"))? as usize;
-        if len != r.remaining() {
-            return Err(bad("payload length mismatch"));
-        }
+        let (version, generation, mut r) =
+            unframe(b, MANIFEST_MAGIC, 1..=MANIFEST_FORMAT_VERSION).map_err(|d| bad(&d))?;
         let state = (|| {
             let mut s = ManifestState {
                 next_file_number: r.varint()?,
@@ -137,12 +107,10 @@ impl ManifestState {
                 s.writer_epoch = r.varint()?;
                 s.db_id = r.u64()?;
             }
-            for _ in 0..r.varint()? {
-                let id = u32::try_from(r.varint()?).ok()?;
-                let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
-                let options = r.bytes()?.to_vec();
-                s.tables.insert(id, TableDef { name, options });
+            if version >= 3 {
+                s.key_groups = read_key_groups(&mut r)?;
             }
+            s.tables = read_tables(&mut r)?;
             let mut edit = VersionEdit::default();
             for _ in 0..r.varint()? {
                 let table_id = u32::try_from(r.varint()?).ok()?;
@@ -150,20 +118,11 @@ impl ManifestState {
                 if level >= NUM_LEVELS {
                     return None;
                 }
-                let mut n = [0u64; 6];
-                for v in &mut n {
-                    *v = r.varint()?;
-                }
-                let f = FileMeta {
-                    number: n[0],
-                    table_id,
-                    size: n[1],
-                    entries: n[2],
-                    deletes: n[3],
-                    min_seq: n[4],
-                    max_seq: n[5],
-                    smallest: r.bytes()?.to_vec(),
-                    largest: r.bytes()?.to_vec(),
+                let f = read_file_meta(&mut r, table_id)?;
+                let f = if version >= 3 {
+                    read_file_extras(&mut r, f)?
+                } else {
+                    f
                 };
                 edit.added.push((level, f));
             }
@@ -174,6 +133,178 @@ impl ManifestState {
             .map(|s| (generation, s))
             .ok_or_else(|| bad("malformed payload"))
     }
+}
+
+/// Wraps `payload` as a persisted metadata object: `magic: u64 | version: u32 | id: u64 |
+/// payload_len: u32 | payload | crc32: u32` (the crc covers everything before it).
+pub(crate) fn frame(magic: u64, version: u32, id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + HEADER_LEN + 4);
+    put_u64(&mut out, magic);
+    put_u32(&mut out, version);
+    put_u64(&mut out, id);
+    put_u32(&mut out, payload.len() as u32);
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    put_u32(&mut out, crc);
+    out
+}
+
+/// Checks what [`frame`] wrote (crc, magic, a version in `versions`, the payload length)
+/// and returns the version, the id and a reader over the payload; `Err` says what is wrong.
+pub(crate) fn unframe(
+    b: &[u8],
+    magic: u64,
+    versions: std::ops::RangeInclusive<u32>,
+) -> std::result::Result<(u32, u64, Reader<'_>), String> {
+    if b.len() < HEADER_LEN + 4 {
+        return Err("truncated".into());
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err("checksum mismatch".into());
+    }
+    let mut r = Reader::new(body);
+    if r.u64() != Some(magic) {
+        return Err("bad magic number".into());
+    }
+    let version = r.u32().unwrap_or(0);
+    if !versions.contains(&version) {
+        return Err(format!("unsupported format version {version}"));
+    }
+    let id = r.u64().ok_or("truncated")?;
+    let len = r.u32().ok_or("truncated")? as usize;
+    if len != r.remaining() {
+        return Err("payload length mismatch".into());
+    }
+    Ok((version, id, r))
+}
+
+/// Appends the part of a file's record both manifests share: number, size, entries,
+/// deletes, min_seq, max_seq (varints), then smallest and largest (bytes).
+pub(crate) fn put_file_meta(p: &mut Vec<u8>, f: &FileMeta) {
+    for v in [f.number, f.size, f.entries, f.deletes, f.min_seq, f.max_seq] {
+        put_varint(p, v);
+    }
+    put_bytes(p, &f.smallest);
+    put_bytes(p, &f.largest);
+}
+
+/// Reads what [`put_file_meta`] wrote, for a file of `table_id`; `None` if malformed.
+pub(crate) fn read_file_meta(r: &mut Reader<'_>, table_id: u32) -> Option<FileMeta> {
+    let mut n = [0u64; 6];
+    for v in &mut n {
+        *v = r.varint()?;
+    }
+    Some(FileMeta {
+        number: n[0],
+        table_id,
+        size: n[1],
+        entries: n[2],
+        deletes: n[3],
+        min_seq: n[4],
+        max_seq: n[5],
+        smallest: r.bytes()?.to_vec(),
+        largest: r.bytes()?.to_vec(),
+        checksum: 0,
+        origin: None,
+        filter: None,
+    })
+}
+
+/// Appends table definitions: a count (varint), then per table its id (varint), name and
+/// options (bytes).
+pub(crate) fn put_tables(p: &mut Vec<u8>, tables: &BTreeMap<u32, TableDef>) {
+    put_varint(p, tables.len() as u64);
+    for (id, def) in tables {
+        put_varint(p, u64::from(*id));
+        put_bytes(p, def.name.as_bytes());
+        put_bytes(p, &def.options);
+    }
+}
+
+/// Reads what [`put_tables`] wrote; `None` if malformed.
+pub(crate) fn read_tables(r: &mut Reader<'_>) -> Option<BTreeMap<u32, TableDef>> {
+    let mut out = BTreeMap::new();
+    for _ in 0..r.varint()? {
+        let id = u32::try_from(r.varint()?).ok()?;
+        let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+        let options = r.bytes()?.to_vec();
+        out.insert(id, TableDef { name, options });
+    }
+    Some(out)
+}
+
+/// Appends an optional key-group range: 0, or 1 then the first and last group (varints).
+pub(crate) fn put_key_groups(p: &mut Vec<u8>, kg: Option<(u16, u16)>) {
+    match kg {
+        None => p.push(0),
+        Some((lo, hi)) => {
+            p.push(1);
+            put_varint(p, u64::from(lo));
+            put_varint(p, u64::from(hi));
+        }
+    }
+}
+
+/// Reads what [`put_key_groups`] wrote; `None` if malformed.
+pub(crate) fn read_key_groups(r: &mut Reader<'_>) -> Option<Option<(u16, u16)>> {
+    match r.u8()? {
+        0 => Some(None),
+        1 => {
+            let lo = u16::try_from(r.varint()?).ok()?;
+            let hi = u16::try_from(r.varint()?).ok()?;
+            (lo <= hi).then_some(Some((lo, hi)))
+        }
+        _ => None,
+    }
+}
+
+/// Appends a file's checksum, origin and filter (format version 3): the checksum (u32 LE),
+/// a flags byte (bit 0: origin, bit 1: filter), then the origin's store and path as length-prefixed bytes, then the
+/// filter's offset (varint), width (u8), first and last group (varints).
+pub(crate) fn put_file_extras(p: &mut Vec<u8>, f: &FileMeta) {
+    put_u32(p, f.checksum);
+    p.push(u8::from(f.origin.is_some()) | (u8::from(f.filter.is_some()) << 1));
+    if let Some(o) = &f.origin {
+        put_bytes(p, o.store.as_bytes());
+        put_bytes(p, o.path.as_bytes());
+    }
+    if let Some(k) = &f.filter {
+        put_varint(p, u64::from(k.offset));
+        p.push(k.width);
+        put_varint(p, u64::from(k.lo));
+        put_varint(p, u64::from(k.hi));
+    }
+}
+
+/// Reads what [`put_file_extras`] wrote; `None` if malformed.
+pub(crate) fn read_file_extras(r: &mut Reader<'_>, mut f: FileMeta) -> Option<FileMeta> {
+    f.checksum = r.u32()?;
+    let flags = r.u8()?;
+    if flags & !3 != 0 {
+        return None;
+    }
+    if flags & 1 != 0 {
+        let store = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+        let path = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+        f.origin = Some(Arc::new(FileOrigin { store, path }));
+    }
+    if flags & 2 != 0 {
+        let offset = u16::try_from(r.varint()?).ok()?;
+        let width = r.u8()?;
+        let lo = u16::try_from(r.varint()?).ok()?;
+        let hi = u16::try_from(r.varint()?).ok()?;
+        if !(1..=2).contains(&width) || lo > hi {
+            return None;
+        }
+        f.filter = Some(KeyGroupFilter {
+            offset,
+            width,
+            lo,
+            hi,
+        });
+    }
+    Some(f)
 }
 
 /// What recovery found.
@@ -331,25 +462,30 @@ impl ManifestStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::{internal_key, ValueKind};
+    use crate::lsm::version::sample_file;
     use crate::storage::ObjectStorage;
 
     fn state() -> ManifestState {
-        let f = FileMeta {
-            number: 7,
-            table_id: 2,
-            size: 1234,
-            entries: 10,
-            deletes: 1,
-            min_seq: 3,
-            max_seq: 9,
-            smallest: internal_key(b"a", 9, ValueKind::Put),
-            largest: internal_key(b"z", 3, ValueKind::Delete),
+        let f = sample_file();
+        let foreign = FileMeta {
+            number: 8,
+            origin: Some(Arc::new(FileOrigin {
+                store: "memory://3".into(),
+                path: "shared/x.sst".into(),
+            })),
+            filter: Some(KeyGroupFilter {
+                offset: 9,
+                width: 2,
+                lo: 3,
+                hi: 300,
+            }),
+            ..f.clone()
         };
         let mut s = ManifestState {
             next_file_number: 8,
             last_seq: 9,
             log_number: 4,
+            key_groups: Some((3, 300)),
             ..Default::default()
         };
         s.tables.insert(
@@ -360,7 +496,7 @@ mod tests {
             },
         );
         s.version = s.version.apply(&VersionEdit {
-            added: vec![(3, f)],
+            added: vec![(3, f), (4, foreign)],
             deleted: vec![],
         });
         s
@@ -429,6 +565,7 @@ mod tests {
         let mut s = state();
         s.version = Version::default();
         s.tables.clear();
+        s.key_groups = None;
         let mut p = Vec::new();
         for v in [s.next_file_number, s.last_seq, s.log_number, 0, 0] {
             put_varint(&mut p, v); // no writer epoch; no tables; no files

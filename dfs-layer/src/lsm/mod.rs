@@ -1,5 +1,6 @@
 //! The leveled LSM tree of table files: versions, manifest, the table writer, compaction.
 
+pub mod checkpoint;
 pub mod collapse;
 mod compaction;
 mod level_iter;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::level_iter::OpenFn;
 use super::shared::Inner;
-use super::version::{table_path, FileMeta};
+use super::version::FileMeta;
 use crate::error::{Error, Result};
 use crate::table::TableReader;
 
@@ -29,13 +29,9 @@ impl Inner {
         if let Some(r) = self.open_reader(f) {
             return Ok(r);
         }
-        let opened = TableReader::open(
-            self.storage.clone(),
-            self.cache.clone(),
-            &table_path(f.number),
-            f.number,
-            f.size,
-        );
+        let opened = self.storage_of(f).and_then(|storage| {
+            TableReader::open(storage, self.cache.clone(), &f.path(), f.number, f.size)
+        });
         if let Ok(r) = &opened {
             self.readers.lock().insert(f.number, r.clone());
         }

@@ -18,7 +18,7 @@ use super::version::{table_path, FileMeta, Version, VersionEdit};
 use super::writer::RunTarget;
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
+use crate::storage::{Storage, StoreSet};
 use crate::table::{TableBuildOptions, TableReader};
 
 #[derive(Default)]
@@ -55,6 +55,11 @@ pub(super) struct Inner {
     /// One gate per file being opened (see `readers.rs`).
     pub opening: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     pub next_file: AtomicU64,
+    /// Stores of the foreign files (restored from checkpoints), by location.
+    pub externals: Mutex<StoreSet>,
+    /// Own files that checkpoints reference (with a count per checkpoint): kept in storage
+    /// after they leave the version, until every such checkpoint is released.
+    pub pinned: Mutex<HashMap<u64, usize>>,
     pub shutdown: AtomicBool,
     pub poisoned: AtomicBool,
     pub poison: Mutex<Option<String>>,
@@ -133,19 +138,73 @@ impl Inner {
         Ok(())
     }
 
+    /// Deletes the obsolete files nothing holds any more. A foreign file is only forgotten
+    /// (this database does not own it); an own file a checkpoint pins stays in storage.
     pub(super) fn purge(&self) {
         let doomed: Vec<Arc<FileMeta>> = {
             let mut st = self.state.lock();
+            let pinned = self.pinned.lock();
             let (free, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.obsolete)
                 .into_iter()
-                .partition(|f| Arc::strong_count(f) == 1);
+                .partition(|f| Arc::strong_count(f) == 1 && !pinned.contains_key(&f.number));
             st.obsolete = keep;
             free
         };
         for f in doomed {
             self.readers.lock().remove(&f.number);
-            // A failed delete leaves an orphan that the next open removes.
-            let _ = self.storage.delete(&table_path(f.number));
+            if f.is_owned() {
+                // A failed delete leaves an orphan that the next open removes.
+                let _ = self.storage.delete(&table_path(f.number));
+            }
+        }
+    }
+
+    /// Pins own files for a checkpoint that references them.
+    pub(super) fn pin(&self, numbers: &[u64]) {
+        let mut pinned = self.pinned.lock();
+        for n in numbers {
+            *pinned.entry(*n).or_default() += 1;
+        }
+    }
+
+    /// Drops one checkpoint's pins; a file left unpinned that is neither in the version nor
+    /// held by a reader is deleted.
+    pub(super) fn unpin(&self, numbers: &[u64]) {
+        let free: Vec<u64> = {
+            let st = self.state.lock();
+            let mut pinned = self.pinned.lock();
+            let mut free = Vec::new();
+            for n in numbers {
+                if let Some(c) = pinned.get_mut(n) {
+                    *c -= 1;
+                    if *c == 0 {
+                        pinned.remove(n);
+                        free.push(*n);
+                    }
+                }
+            }
+            let live: HashSet<u64> = st
+                .manifest
+                .version
+                .all_files()
+                .map(|(_, _, f)| f.number)
+                .chain(st.obsolete.iter().map(|f| f.number))
+                .collect();
+            free.retain(|n| !live.contains(n));
+            free
+        };
+        for n in free {
+            self.readers.lock().remove(&n);
+            let _ = self.storage.delete(&table_path(n));
+        }
+        self.purge();
+    }
+
+    /// The store a file is read from.
+    pub(super) fn storage_of(&self, f: &FileMeta) -> Result<Arc<dyn Storage>> {
+        match &f.origin {
+            None => Ok(self.storage.clone()),
+            Some(o) => self.externals.lock().resolve(&o.store),
         }
     }
 }

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::checkpoint::{CheckpointStore, IN_PLACE_DIR};
 use super::compaction::compaction_loop;
 use super::level_iter::level_iter;
 use super::manifest::{ManifestRecovery, ManifestState, ManifestStore};
@@ -31,7 +32,7 @@ use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::key::{SeqNo, ValueKind};
-use crate::storage::Storage;
+use crate::storage::{Storage, StoreSet};
 use crate::table::ReadTier;
 
 /// Counters of the tree.
@@ -83,6 +84,7 @@ impl LsmTree {
         cache: Option<Arc<BlockCache>>,
         opts: TreeOptions,
         hooks: Arc<dyn TreeHooks>,
+        mut externals: StoreSet,
     ) -> Result<(LsmTree, Recovered)> {
         let (mut store, loaded) = ManifestStore::open(storage.clone())?;
         store.set_sync(opts.sync_writes);
@@ -99,10 +101,12 @@ impl LsmTree {
                 None,
             ),
         };
-        // Every file the manifest names must be there before anything is written.
+        // Every file the manifest names must be there before anything is written: own files
+        // by listing, foreign ones (restored from a checkpoint) by asking their store.
         let referenced: HashSet<u64> = manifest
             .version
             .all_files()
+            .filter(|(_, _, f)| f.is_owned())
             .map(|(_, _, f)| f.number)
             .collect();
         let files: Vec<(u64, String)> = storage
@@ -125,18 +129,25 @@ impl LsmTree {
                 "table file referenced by the manifest is missing",
             ));
         }
-        // Claim the store (fencing out any older writer: its later commits fail), then sweep
-        // orphans: files listed before the claim, so older than the claimed generation, that
-        // no manifest generation in the store references (the kept previous generation
-        // included, so falling back to it by hand stays possible). If any generation cannot
-        // be read, nothing is provably unreferenced and nothing is deleted. A file a crashed
-        // or fenced writer wrote after the listing stays until the next open; no number is
-        // ever reused, so it can never be mistaken for a live file.
+        for (_, _, f) in manifest.version.all_files() {
+            if let Some(o) = &f.origin {
+                check_foreign(&externals.resolve(&o.store)?, f)?;
+            }
+        }
+        // Files the database's own (in-place) checkpoints reference stay, and stay pinned.
+        let in_place = CheckpointStore::new(storage.clone(), IN_PLACE_DIR)?;
+        let checkpointed: Option<Vec<u64>> = in_place.referenced()?.map(|paths| {
+            paths
+                .iter()
+                .filter_map(|p| p.strip_prefix("sst/")?.strip_suffix(".sst")?.parse().ok())
+                .collect()
+        });
         let mut orphans_deleted = 0;
         if !opts.read_only {
             let keep = ManifestStore::referenced_by_any(&*storage)?;
             store.claim(&mut manifest)?;
-            if let Some(keep) = keep {
+            if let (Some(mut keep), Some(checkpointed)) = (keep, checkpointed.clone()) {
+                keep.extend(checkpointed);
                 for (n, path) in &files {
                     if !keep.contains(n) {
                         storage.delete(path)?;
@@ -166,6 +177,8 @@ impl LsmTree {
             readers: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
             next_file: AtomicU64::new(next_file),
+            externals: Mutex::new(externals),
+            pinned: Mutex::new(HashMap::new()),
             shutdown: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
@@ -173,6 +186,24 @@ impl LsmTree {
         });
         if opts.read_only {
             inner.set_poison("the database is open read-only");
+        }
+        // Pinned per in-place checkpoint, so releasing one drops one pin per file.
+        for r in in_place.list()? {
+            if let Ok(m) = in_place.read(&r) {
+                let own: Vec<u64> = m
+                    .files
+                    .iter()
+                    .filter(|f| f.meta.origin.is_none())
+                    .filter_map(|f| {
+                        f.path
+                            .strip_prefix("sst/")?
+                            .strip_suffix(".sst")?
+                            .parse()
+                            .ok()
+                    })
+                    .collect();
+                inner.pin(&own);
+            }
         }
         Ok((
             LsmTree {
@@ -372,15 +403,16 @@ impl LsmTree {
             })?;
             Ok(stopped)
         };
+        let admits = |f: &FileMeta| f.filter.is_none_or(|k| k.admits(user_key));
         for file in &lv.files[0] {
-            if file.overlaps(user_key, user_key) && visit(file)? {
+            if file.overlaps(user_key, user_key) && admits(file) && visit(file)? {
                 return Ok(true);
             }
         }
         for files in lv.files.iter().skip(1) {
             let i = files.partition_point(|f| f.largest_user() < user_key);
             if let Some(file) = files.get(i).filter(|f| f.smallest_user() <= user_key) {
-                if visit(file)? {
+                if admits(file) && visit(file)? {
                     return Ok(true);
                 }
             }
@@ -475,6 +507,51 @@ impl LsmTree {
     /// Deletes files that no version references any more.
     pub fn purge_obsolete(&self) {
         self.inner.purge();
+    }
+
+    /// Keeps the own files `numbers` in storage for a checkpoint that references them,
+    /// after they leave the version, until [`LsmTree::unpin`].
+    pub fn pin(&self, numbers: &[u64]) {
+        self.inner.pin(numbers);
+    }
+
+    /// Releases one checkpoint's pins ([`LsmTree::pin`]); files left unreferenced are deleted.
+    pub fn unpin(&self, numbers: &[u64]) {
+        self.inner.unpin(numbers);
+    }
+
+    /// The handle of a store foreign files are read from (resolving `file://` ones).
+    pub fn external_store(&self, location: &str) -> Result<Arc<dyn Storage>> {
+        self.inner.externals.lock().resolve(location)
+    }
+
+    /// Registers a store foreign files may be read from.
+    pub fn add_external_store(&self, storage: Arc<dyn Storage>) {
+        self.inner.externals.lock().add(storage);
+    }
+
+    /// The next file number to be handed out, without taking it.
+    pub fn peek_file_number(&self) -> u64 {
+        self.inner.next_file.load(Ordering::SeqCst)
+    }
+}
+
+/// Checks that a foreign file is where its origin says, with the size its metadata says:
+/// [`Error::Corruption`] naming the file otherwise.
+pub fn check_foreign(storage: &Arc<dyn Storage>, f: &FileMeta) -> Result<()> {
+    let path = f.path();
+    let name = format!("{} in {}", path, storage.location());
+    match storage.size(&path) {
+        Ok(n) if n == f.size => Ok(()),
+        Ok(n) => Err(Error::corruption(
+            name,
+            format!("table file is {n} bytes, the manifest says {}", f.size),
+        )),
+        Err(Error::NotFound(_)) => Err(Error::corruption(
+            name,
+            "table file referenced by the manifest is missing",
+        )),
+        Err(e) => Err(e),
     }
 }
 

@@ -180,6 +180,7 @@ pub(crate) fn finish_table(target: &RunTarget<'_>, b: TableBuilder) -> Result<Fi
     let number = target.next_file.fetch_add(1, Ordering::SeqCst);
     let (bytes, props) = b.finish();
     let size = bytes.len() as u64;
+    let checksum = crc32fast::hash(&bytes);
     let path = table_path(number);
     let stored = target.storage.put(&path, bytes).and_then(|()| {
         if target.sync {
@@ -192,10 +193,10 @@ pub(crate) fn finish_table(target: &RunTarget<'_>, b: TableBuilder) -> Result<Fi
         let _ = target.storage.delete(&path);
         return Err(e);
     }
-    Ok(file_meta(number, size, props))
+    Ok(file_meta(number, size, checksum, props))
 }
 
-fn file_meta(number: u64, size: u64, p: TableProperties) -> FileMeta {
+fn file_meta(number: u64, size: u64, checksum: u32, p: TableProperties) -> FileMeta {
     FileMeta {
         number,
         table_id: p.table_id,
@@ -206,5 +207,8 @@ fn file_meta(number: u64, size: u64, p: TableProperties) -> FileMeta {
         max_seq: p.max_seq,
         smallest: p.smallest,
         largest: p.largest,
+        checksum,
+        origin: None,
+        filter: None,
     }
 }

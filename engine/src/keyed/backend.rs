@@ -14,7 +14,7 @@ use super::state::{State, StateDescriptor, StateEntry, StateKind};
 use super::ttl::{self, TtlFilter, TtlUpdate};
 use crate::clock::Clock;
 use crate::db::{prefix_successor, Db};
-use crate::options::{MergeKind, TableOptions};
+use crate::options::{KeyGroupField, MergeKind, TableOptions};
 use crate::{Error, Result, WriteBatch};
 
 /// Keyed state over one database, for one key-group range.
@@ -96,6 +96,10 @@ impl KeyedBackend {
             &format!("state/{}", desc.name),
             TableOptions {
                 prefix_len,
+                key_group: Some(KeyGroupField {
+                    offset: 0,
+                    width: self.key_group_prefix_len() as u8,
+                }),
                 ..TableOptions::with_merge(merge)
             },
         )?;

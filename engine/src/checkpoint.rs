@@ -1,0 +1,758 @@
+//! Checkpoints, their release, and restoring a database from them (DESIGN.md §8).
+//!
+//! - [`Db::checkpoint`]: a full flush (the only synchronous part), then a checkpoint
+//!   manifest naming every table file of the flushed version. In the database's own store
+//!   (`target` `None`) files are referenced in place and pinned against deletion; in another
+//!   store every file not yet in a confirmed checkpoint there is uploaded on a background
+//!   thread first (incremental), and the manifest, written last, confirms the checkpoint.
+//! - [`Db::release_checkpoint`]: drops one checkpoint; deletes only files this database
+//!   owns that nothing else references (no retained manifest, no live version, no upload in
+//!   flight).
+//! - [`DbBuilder::restore`]: a new database whose version is one or more checkpoints' files,
+//!   read in place from the checkpoint's store (nothing is downloaded up front), optionally
+//!   restricted to a key-group range (scale-out) or merged from several ranges (scale-in).
+//!
+//! Invariants: nothing is deleted while a checkpoint is taken, so a crash at any point
+//! leaves every earlier checkpoint intact; a checkpoint's files are durable before its
+//! manifest exists; an upload that was never confirmed by a manifest is never reused.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use strata_dfs::{
+    CheckpointFile, CheckpointManifest, CheckpointRef, CheckpointStore, Error, FileMeta,
+    FileOrigin, KeyGroupFilter, ManifestState, ManifestStore, Result, Storage, TableDef, Version,
+    VersionEdit, IN_PLACE_DIR, NUM_LEVELS,
+};
+
+use crate::db::{Db, DbBuilder};
+use crate::inner::Inner;
+use crate::options::TableOptions;
+
+/// What the database remembers about the checkpoints it writes.
+#[derive(Default)]
+pub(crate) struct CheckpointState {
+    /// Per checkpoint store (location + dir): own file numbers whose shared copies are in a
+    /// confirmed checkpoint there. Loaded from the store's manifests on first use.
+    confirmed: HashMap<String, HashSet<u64>>,
+    /// Per checkpoint store: paths a checkpoint in flight references.
+    in_flight: HashMap<String, HashMap<String, usize>>,
+}
+
+/// What a completed checkpoint wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// The manifest that confirms it.
+    pub reference: CheckpointRef,
+    /// Table files it references.
+    pub files: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files copied into the checkpoint store by this checkpoint.
+    pub files_uploaded: usize,
+    /// Bytes copied into the checkpoint store by this checkpoint.
+    pub bytes_uploaded: u64,
+    /// Time the synchronous part (the flush) took.
+    pub sync_duration: std::time::Duration,
+    /// Time from the call until the manifest was written.
+    pub total_duration: std::time::Duration,
+}
+
+/// A checkpoint whose flush is done and whose upload may still run. Writes to the database
+/// may continue meanwhile; [`PendingCheckpoint::wait`] returns once it is confirmed.
+pub struct PendingCheckpoint {
+    state: PendingState,
+}
+
+enum PendingState {
+    Done(Result<CheckpointInfo>),
+    Running(JoinHandle<Result<CheckpointInfo>>),
+}
+
+impl PendingCheckpoint {
+    /// Blocks until the checkpoint is confirmed (or failed: then no manifest exists and
+    /// every earlier checkpoint is untouched).
+    pub fn wait(self) -> Result<CheckpointInfo> {
+        match self.state {
+            PendingState::Done(r) => r,
+            PendingState::Running(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::io("checkpoint upload", "the upload thread panicked"))
+            }),
+        }
+    }
+}
+
+/// Where a checkpoint lives, for restoring: its store (with the directory its checkpoints
+/// are under) and which of its manifests.
+#[derive(Debug, Clone)]
+pub struct RestoreSource {
+    /// The checkpoint store.
+    pub store: CheckpointStore,
+    /// The manifest.
+    pub checkpoint: CheckpointRef,
+}
+
+impl RestoreSource {
+    /// The checkpoints with id `id` in `store` (one per database that wrote one).
+    pub fn all(store: &CheckpointStore, id: u64) -> Result<Vec<RestoreSource>> {
+        let found = store.find(id)?;
+        if found.is_empty() {
+            return Err(Error::NotFound(format!(
+                "checkpoint {id} in {}{}",
+                store.storage.location(),
+                store.dir
+            )));
+        }
+        Ok(found
+            .into_iter()
+            .map(|checkpoint| RestoreSource {
+                store: store.clone(),
+                checkpoint,
+            })
+            .collect())
+    }
+
+    /// The one checkpoint with id `id` in `store`; `InvalidArgument` if several databases
+    /// wrote one.
+    pub fn one(store: &CheckpointStore, id: u64) -> Result<RestoreSource> {
+        let mut all = Self::all(store, id)?;
+        if all.len() > 1 {
+            return Err(Error::invalid(format!(
+                "{} databases wrote checkpoint {id}: pick one, or restore them all",
+                all.len()
+            )));
+        }
+        Ok(all.remove(0))
+    }
+}
+
+fn store_key(store: &CheckpointStore) -> String {
+    format!("{}|{}", store.storage.location(), store.dir)
+}
+
+fn in_place(inner: &Inner) -> Result<CheckpointStore> {
+    CheckpointStore::new(inner.storage.clone(), IN_PLACE_DIR)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn own_number(path: &str) -> Option<u64> {
+    path.strip_prefix("sst/")?
+        .strip_suffix(".sst")?
+        .parse()
+        .ok()
+}
+
+impl Db {
+    /// Takes checkpoint `id`: flushes every write so far (synchronously; writers wait only
+    /// for this), then records the flushed state in a checkpoint manifest. `target` `None`
+    /// checkpoints into the database's own store, referencing its files in place; a
+    /// [`CheckpointStore`] elsewhere gets the files not yet in one of its confirmed
+    /// checkpoints copied in first, on a background thread. [`Error::Busy`] if this database
+    /// already wrote checkpoint `id` there.
+    pub fn checkpoint(
+        &self,
+        id: u64,
+        target: Option<&CheckpointStore>,
+    ) -> Result<PendingCheckpoint> {
+        let started = Instant::now();
+        let inner = self.inner.clone();
+        inner.check_writable()?;
+        // The flush, and a copy of the state it produced: the copy's version holds every
+        // file it names, so none is deleted until the checkpoint is done with it.
+        // The flush, and a copy of the state it produced: the copy's version holds every
+        // file it names, so none is deleted until the checkpoint is done with it. The
+        // checkpoint lock also covers deciding which uploads to reuse and marking them in
+        // flight, so a concurrent release cannot delete one in between.
+        let one = inner.ckpt_lock.lock();
+        inner.flush()?;
+        let state = inner.middle.manifest();
+        let sync_duration = started.elapsed();
+        let target = match target {
+            None => in_place(&inner)?,
+            Some(t) => t.clone(),
+        };
+        if target.storage.location() == inner.storage.location() {
+            if target.dir != IN_PLACE_DIR {
+                return Err(Error::invalid(format!(
+                    "checkpoints in the database's own store go in {IN_PLACE_DIR:?} \
+                     (pass no target), not {:?}",
+                    target.dir
+                )));
+            }
+            let r = inner.checkpoint_in_place(id, &state, &target, started, sync_duration);
+            return Ok(PendingCheckpoint {
+                state: PendingState::Done(r),
+            });
+        }
+        let files = inner.plan_upload(&state, &target)?;
+        let key = store_key(&target);
+        inner.track_in_flight(&key, &files, true);
+        drop(one);
+        let worker = inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("strata-checkpoint-{id}"))
+            .spawn(move || {
+                let r =
+                    worker.upload_and_confirm(id, &state, &target, &files, started, sync_duration);
+                worker.track_in_flight(&key, &files, false);
+                r
+            });
+        match spawned {
+            Ok(h) => Ok(PendingCheckpoint {
+                state: PendingState::Running(h),
+            }),
+            // Its in-flight marks stay: they only keep files from being deleted.
+            Err(e) => Err(Error::io("spawning the checkpoint upload", e)),
+        }
+    }
+
+    /// Drops checkpoint `id` this database wrote to `target` (`None`: its own store):
+    /// deletes its manifest, then the files only it kept (files another retained
+    /// checkpoint, the live version or an upload in flight references stay; files this
+    /// database did not write are never deleted). Also deletes this database's leftover
+    /// uploads of failed checkpoints in that store.
+    pub fn release_checkpoint(&self, id: u64, target: Option<&CheckpointStore>) -> Result<()> {
+        let inner = &self.inner;
+        let db_id = inner.middle.manifest().db_id;
+        let _one = inner.ckpt_lock.lock();
+        let target = match target {
+            None => in_place(inner)?,
+            Some(t) => t.clone(),
+        };
+        let r = CheckpointRef {
+            checkpoint_id: id,
+            db_id,
+            path: target.manifest_path(id, db_id),
+        };
+        let m = target.read(&r)?;
+        target.storage.delete(&r.path)?;
+        if target.storage.location() == inner.storage.location() {
+            let own: Vec<u64> = m
+                .files
+                .iter()
+                .filter(|f| f.meta.origin.is_none())
+                .filter_map(|f| own_number(&f.path))
+                .collect();
+            inner.middle.tree().unpin(&own);
+            return Ok(());
+        }
+        inner.collect_shared(&target, db_id)
+    }
+
+    /// Releases every checkpoint this database wrote to `target` with an id below `id`
+    /// (Flink's subsumption: a completed checkpoint makes the older ones unnecessary).
+    pub fn subsume_checkpoints(&self, id: u64, target: Option<&CheckpointStore>) -> Result<()> {
+        let db_id = self.inner.middle.manifest().db_id;
+        let store = match target {
+            None => in_place(&self.inner)?,
+            Some(t) => t.clone(),
+        };
+        for r in store.list()? {
+            if r.db_id == db_id && r.checkpoint_id < id {
+                self.release_checkpoint(r.checkpoint_id, target)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// The manifest of checkpoint `id` as of `state`, with `files`.
+    fn checkpoint_manifest(
+        &self,
+        id: u64,
+        state: &ManifestState,
+        files: Vec<CheckpointFile>,
+    ) -> CheckpointManifest {
+        CheckpointManifest {
+            db_id: state.db_id,
+            checkpoint_id: id,
+            created_ms: now_ms(),
+            last_seq: state.last_seq,
+            key_groups: state.key_groups,
+            tables: state.tables.clone(),
+            files,
+        }
+    }
+
+    fn checkpoint_in_place(
+        &self,
+        id: u64,
+        state: &ManifestState,
+        target: &CheckpointStore,
+        started: Instant,
+        sync_duration: std::time::Duration,
+    ) -> Result<CheckpointInfo> {
+        let files: Vec<CheckpointFile> = state
+            .version
+            .all_files()
+            .map(|(_, level, f)| CheckpointFile {
+                level,
+                path: f.path(),
+                meta: (**f).clone(),
+            })
+            .collect();
+        let own: Vec<u64> = files
+            .iter()
+            .filter(|f| f.meta.origin.is_none())
+            .map(|f| f.meta.number)
+            .collect();
+        // Pinned before the manifest exists (the captured version still holds the files),
+        // so no purge can delete one in between; unpinned again if the write fails.
+        let tree = self.middle.tree();
+        tree.pin(&own);
+        let bytes = files.iter().map(|f| f.meta.size).sum();
+        let n = files.len();
+        let m = self.checkpoint_manifest(id, state, files);
+        match target.write(&m, self.settings.wal_sync) {
+            Ok(reference) => Ok(CheckpointInfo {
+                reference,
+                files: n,
+                bytes,
+                files_uploaded: 0,
+                bytes_uploaded: 0,
+                sync_duration,
+                total_duration: started.elapsed(),
+            }),
+            Err(e) => {
+                tree.unpin(&own);
+                Err(e)
+            }
+        }
+    }
+
+    /// Own file numbers with a shared copy in a confirmed checkpoint of `target`.
+    fn confirmed_uploads(&self, target: &CheckpointStore, db_id: u64) -> Result<HashSet<u64>> {
+        let key = store_key(target);
+        if let Some(s) = self.ckpt.lock().confirmed.get(&key) {
+            return Ok(s.clone());
+        }
+        let mut out = HashSet::new();
+        for r in target.list()?.into_iter().filter(|r| r.db_id == db_id) {
+            let m = target.read(&r)?;
+            for f in m.files.iter().filter(|f| f.meta.origin.is_none()) {
+                if target.shared_owner(&f.path) == Some(db_id) {
+                    out.insert(f.meta.number);
+                }
+            }
+        }
+        self.ckpt.lock().confirmed.insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// Decides, per file, where the checkpoint references it and whether it must be copied.
+    fn plan_upload(&self, state: &ManifestState, target: &CheckpointStore) -> Result<Vec<Planned>> {
+        let confirmed = self.confirmed_uploads(target, state.db_id)?;
+        let target_loc = target.storage.location();
+        let mut out = Vec::new();
+        for (_, level, f) in state.version.all_files() {
+            let mut meta = (**f).clone();
+            let planned = match &f.origin {
+                // A foreign file already in the target store: referenced where it is.
+                Some(o) if o.store == target_loc => {
+                    meta.origin = None;
+                    Planned {
+                        level,
+                        path: o.path.clone(),
+                        meta,
+                        copy_from: None,
+                    }
+                }
+                _ => {
+                    let path = target.shared_path(state.db_id, f.number);
+                    let copy = !(f.is_owned() && confirmed.contains(&f.number));
+                    meta.origin = None;
+                    Planned {
+                        level,
+                        path,
+                        meta,
+                        copy_from: copy.then(|| f.clone()),
+                    }
+                }
+            };
+            out.push(planned);
+        }
+        Ok(out)
+    }
+
+    fn track_in_flight(&self, key: &str, files: &[Planned], add: bool) {
+        let mut st = self.ckpt.lock();
+        let m = st.in_flight.entry(key.to_string()).or_default();
+        for f in files {
+            if add {
+                *m.entry(f.path.clone()).or_default() += 1;
+            } else if let Some(c) = m.get_mut(&f.path) {
+                *c -= 1;
+                if *c == 0 {
+                    m.remove(&f.path);
+                }
+            }
+        }
+    }
+
+    fn upload_and_confirm(
+        &self,
+        id: u64,
+        state: &ManifestState,
+        target: &CheckpointStore,
+        files: &[Planned],
+        started: Instant,
+        sync_duration: std::time::Duration,
+    ) -> Result<CheckpointInfo> {
+        let (mut files_uploaded, mut bytes_uploaded) = (0, 0);
+        for p in files {
+            let Some(src) = &p.copy_from else {
+                continue;
+            };
+            let storage = self.source_storage(src)?;
+            let path = src.path();
+            let data: Bytes = storage.read_all(&path)?;
+            if data.len() as u64 != src.size
+                || (src.checksum != 0 && crc32fast::hash(&data) != src.checksum)
+            {
+                return Err(Error::corruption(
+                    format!("{path} in {}", storage.location()),
+                    "table file does not match its recorded size and checksum",
+                ));
+            }
+            target.storage.put(&p.path, data)?;
+            if self.settings.wal_sync {
+                target.storage.sync(&p.path)?;
+            }
+            files_uploaded += 1;
+            bytes_uploaded += src.size;
+        }
+        let cfiles: Vec<CheckpointFile> = files
+            .iter()
+            .map(|p| CheckpointFile {
+                level: p.level,
+                path: p.path.clone(),
+                meta: p.meta.clone(),
+            })
+            .collect();
+        let bytes = cfiles.iter().map(|f| f.meta.size).sum();
+        let n = cfiles.len();
+        let m = self.checkpoint_manifest(id, state, cfiles);
+        let reference =
+            {
+                let _one = self.ckpt_lock.lock();
+                let r = target.write(&m, self.settings.wal_sync)?;
+                let mut st = self.ckpt.lock();
+                let confirmed = st.confirmed.entry(store_key(target)).or_default();
+                confirmed.extend(files.iter().filter(|p| p.meta.origin.is_none()).filter_map(
+                    |p| {
+                        (target.shared_owner(&p.path) == Some(state.db_id)).then_some(p.meta.number)
+                    },
+                ));
+                r
+            };
+        Ok(CheckpointInfo {
+            reference,
+            files: n,
+            bytes,
+            files_uploaded,
+            bytes_uploaded,
+            sync_duration,
+            total_duration: started.elapsed(),
+        })
+    }
+
+    fn source_storage(&self, f: &FileMeta) -> Result<Arc<dyn Storage>> {
+        match &f.origin {
+            None => Ok(self.storage.clone()),
+            Some(o) => self.middle.tree().external_store(&o.store),
+        }
+    }
+
+    /// Deletes this database's shared files in `target` that no retained manifest and no
+    /// upload in flight references. Called with the checkpoint lock held.
+    fn collect_shared(&self, target: &CheckpointStore, db_id: u64) -> Result<()> {
+        let Some(referenced) = target.referenced()? else {
+            return Ok(()); // a manifest could not be read: nothing is provably unreferenced
+        };
+        let key = store_key(target);
+        let prefix = format!("{}shared/{db_id:016x}-", target.dir);
+        let listed = target.storage.list(&prefix)?;
+        let mut st = self.ckpt.lock();
+        let in_flight = st.in_flight.get(&key).cloned().unwrap_or_default();
+        let mut deleted = HashSet::new();
+        for o in listed {
+            if referenced.contains(&o.path) || in_flight.contains_key(&o.path) {
+                continue;
+            }
+            target.storage.delete(&o.path)?;
+            deleted.insert(o.path);
+        }
+        if let Some(c) = st.confirmed.get_mut(&key) {
+            c.retain(|n| !deleted.contains(&target.shared_path(db_id, *n)));
+        }
+        Ok(())
+    }
+}
+
+/// One file of a checkpoint being uploaded.
+struct Planned {
+    level: usize,
+    /// Path in the checkpoint store.
+    path: String,
+    /// Metadata as the manifest records it.
+    meta: FileMeta,
+    /// The file to copy there first, if it is not there yet.
+    copy_from: Option<Arc<FileMeta>>,
+}
+
+/// The key groups a restore keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGroups {
+    /// First key group.
+    pub first: u16,
+    /// Last key group (inclusive).
+    pub last: u16,
+}
+
+impl DbBuilder {
+    /// Creates the database (in this builder's path or storage, which must hold none yet)
+    /// from checkpoints, then opens it. Time is proportional to metadata: the checkpoints'
+    /// files are read in place, block by block through the block cache, and never deleted
+    /// by the new database; compaction writes its own files into its own store. Keep the
+    /// checkpoints until the new database has taken its own checkpoint into a store of its
+    /// own (Flink's no-claim mode).
+    ///
+    /// `key_groups` restricts the database to those key groups (scale-out): tables whose
+    /// options name a key-group field keep only those keys, without rewriting files. Several
+    /// sources (scale-in) must each cover disjoint key groups (their recorded range, or
+    /// `key_groups`); table ids are matched by name. A missing or damaged file is
+    /// `Corruption` naming it, and nothing is created.
+    pub fn restore(self, sources: &[RestoreSource], key_groups: Option<KeyGroups>) -> Result<Db> {
+        if sources.is_empty() {
+            return Err(Error::invalid("restore needs at least one checkpoint"));
+        }
+        if key_groups.is_some_and(|k| k.first > k.last) {
+            return Err(Error::invalid("key-group range is empty (first > last)"));
+        }
+        let storage = self.target_storage()?;
+        if !storage.list("manifest/")?.is_empty() {
+            return Err(Error::invalid(format!(
+                "restore target {} already holds a database",
+                storage.location()
+            )));
+        }
+        let mut externals = self.external_stores.clone();
+        let mut manifests = Vec::new();
+        for s in sources {
+            externals.add(s.store.storage.clone());
+            manifests.push((s, s.store.read(&s.checkpoint)?));
+        }
+        let state = plan_restore(&manifests, key_groups, &mut externals)?;
+        let (mut store, existing) = ManifestStore::open(storage.clone())?;
+        if existing.is_some() {
+            return Err(Error::invalid("restore target already holds a database"));
+        }
+        store.commit(&state)?;
+        let mut b = self;
+        for s in sources {
+            b = b.external_store(s.store.storage.clone());
+        }
+        b.storage = Some(storage);
+        b.open()
+    }
+}
+
+/// Builds the new database's manifest state from the sources' manifests.
+fn plan_restore(
+    manifests: &[(&RestoreSource, CheckpointManifest)],
+    key_groups: Option<KeyGroups>,
+    externals: &mut strata_dfs::StoreSet,
+) -> Result<ManifestState> {
+    let mut state = ManifestState {
+        key_groups: key_groups.map(|k| (k.first, k.last)),
+        ..Default::default()
+    };
+    // Each source's effective range (`None`: the whole source), checked disjoint when there
+    // are several; a source with nothing in the requested range contributes nothing.
+    let mut ranges: Vec<Option<(u16, u16)>> = Vec::new();
+    let mut skip = vec![false; manifests.len()];
+    for (i, (_, m)) in manifests.iter().enumerate() {
+        let r = match (m.key_groups, key_groups) {
+            (Some((a, b)), Some(k)) => {
+                let (lo, hi) = (a.max(k.first), b.min(k.last));
+                skip[i] = lo > hi;
+                Some((lo, hi.max(lo)))
+            }
+            (Some(r), None) => Some(r),
+            (None, Some(k)) => Some((k.first, k.last)),
+            (None, None) => None,
+        };
+        ranges.push(r);
+    }
+    if manifests.len() > 1 {
+        let used: Vec<&Option<(u16, u16)>> = ranges
+            .iter()
+            .zip(&skip)
+            .filter(|(_, s)| !**s)
+            .map(|(r, _)| r)
+            .collect();
+        for (i, a) in used.iter().enumerate() {
+            let Some(a) = a else {
+                return Err(Error::invalid(
+                    "merging checkpoints needs each to cover a key-group range",
+                ));
+            };
+            for b in used.iter().skip(i + 1).copied().flatten() {
+                if a.0 <= b.1 && b.0 <= a.1 {
+                    return Err(Error::invalid(format!(
+                        "checkpoints to merge overlap in key groups: {a:?} and {b:?}"
+                    )));
+                }
+            }
+        }
+    }
+    // Tables by name; ids of the first source that has a name win, others are renumbered.
+    let mut by_name: BTreeMap<String, (u32, TableDef)> = BTreeMap::new();
+    for (_, m) in manifests {
+        for def in m.tables.values() {
+            if let Some((_, d)) = by_name.get(&def.name) {
+                if d.options != def.options {
+                    return Err(Error::invalid(format!(
+                        "table {:?} has different options in the checkpoints",
+                        def.name
+                    )));
+                }
+            }
+        }
+    }
+    let mut next_id = 1 + manifests
+        .iter()
+        .flat_map(|(_, m)| m.tables.keys().copied())
+        .max()
+        .unwrap_or(0);
+    let mut used: HashSet<u32> = HashSet::new();
+    for (_, m) in manifests {
+        for (id, def) in &m.tables {
+            if by_name.contains_key(&def.name) {
+                continue;
+            }
+            let new_id = if used.insert(*id) {
+                *id
+            } else {
+                next_id += 1;
+                used.insert(next_id - 1);
+                next_id - 1
+            };
+            by_name.insert(def.name.clone(), (new_id, def.clone()));
+        }
+    }
+    for (id, def) in by_name.values() {
+        state.tables.insert(*id, def.clone());
+    }
+    let mut next_number = 1u64;
+    let mut version = Version::default();
+    let mut whole_tables_with_files: HashMap<u32, usize> = HashMap::new();
+    for (i, (src, m)) in manifests.iter().enumerate() {
+        state.last_seq = state.last_seq.max(m.last_seq);
+        let src_loc = src.store.storage.location();
+        // Per new table id: this source's files by level, restricted.
+        let mut per_table: BTreeMap<u32, [Vec<FileMeta>; NUM_LEVELS]> = BTreeMap::new();
+        for cf in m.files.iter().filter(|_| !skip[i]) {
+            let Some(def) = m.tables.get(&cf.meta.table_id) else {
+                return Err(Error::corruption(
+                    &src.checkpoint.path,
+                    format!("file of undefined table {}", cf.meta.table_id),
+                ));
+            };
+            let (new_id, _) = by_name[&def.name];
+            let options = TableOptions::decode(&def.options, &def.name)?;
+            let mut meta = cf.meta.clone();
+            meta.table_id = new_id;
+            if meta.origin.is_none() {
+                meta.origin = Some(Arc::new(FileOrigin {
+                    store: src_loc.clone(),
+                    path: cf.path.clone(),
+                }));
+            }
+            let meta = match (options.key_group, ranges[i]) {
+                (Some(field), Some((lo, hi))) => {
+                    let filter = KeyGroupFilter {
+                        offset: field.offset,
+                        width: field.width,
+                        lo,
+                        hi,
+                    };
+                    match meta.restricted(filter).map_err(Error::invalid)? {
+                        Some(m) => m,
+                        None => continue,
+                    }
+                }
+                (Some(_), None) => meta, // one source, no range: the whole table
+                (None, _) => {
+                    *whole_tables_with_files.entry(new_id).or_default() |= 1 << i.min(63);
+                    meta
+                }
+            };
+            check_file(externals, &meta)?;
+            per_table.entry(new_id).or_default()[cf.level].push(meta);
+        }
+        for (table_id, levels) in per_table {
+            // Keep the source's levels when its files do not overlap what other sources put
+            // there; otherwise every file of the source goes to level 0, deepest first, so
+            // the numbering (level 0's recency order) keeps its versions in order.
+            let existing = version.levels(table_id).cloned().unwrap_or_default();
+            let clash = levels.iter().enumerate().skip(1).any(|(l, files)| {
+                files.iter().any(|f| {
+                    existing.files[l]
+                        .iter()
+                        .any(|e| e.overlaps(f.smallest_user(), f.largest_user()))
+                })
+            });
+            let mut edit = VersionEdit::default();
+            if clash {
+                for (l, mut files) in levels.into_iter().enumerate().rev() {
+                    if l == 0 {
+                        files.sort_by_key(|f| f.number);
+                    }
+                    for mut f in files {
+                        f.number = next_number;
+                        next_number += 1;
+                        edit.added.push((0, f));
+                    }
+                }
+            } else {
+                for (l, mut files) in levels.into_iter().enumerate().rev() {
+                    files.sort_by_key(|f| f.number);
+                    for mut f in files {
+                        f.number = next_number;
+                        next_number += 1;
+                        edit.added.push((l, f));
+                    }
+                }
+            }
+            version = version.apply(&edit);
+        }
+    }
+    if let Some((t, _)) = whole_tables_with_files
+        .iter()
+        .find(|(_, mask)| mask.count_ones() > 1)
+    {
+        return Err(Error::invalid(format!(
+            "table {t} has no key-group field, and several checkpoints hold data for it: \
+             they cannot be merged"
+        )));
+    }
+    state.version = version;
+    state.next_file_number = next_number;
+    Ok(state)
+}
+
+/// A restored file must be where the checkpoint says, with its size.
+fn check_file(externals: &mut strata_dfs::StoreSet, f: &FileMeta) -> Result<()> {
+    let o = f.origin.as_ref().expect("restored files are foreign");
+    strata_dfs::check_foreign(&externals.resolve(&o.store)?, f)
+}
