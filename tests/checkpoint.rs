@@ -9,7 +9,7 @@ use strata::keyed::{java_bytes_hash, key_group_for_hash};
 use strata::{
     CheckpointStore, Db, Error, KeyGroupRange, KeyGroups, KeyedBackend, MergeKind, ObjectStorage,
     RestoreSource, Settings, State, StateDescriptor, StateKind, Storage, Table, TableOptions,
-    TimeDomain, Timer, TimerService,
+    TimeDomain, Timer, TimerService, TtlConfig, TtlUpdate, TtlVisibility,
 };
 use strata_dfs::testing::FaultyStorage;
 use strata_tests::{s3_settings, StoreKind, TestHome, STORE_KINDS};
@@ -439,6 +439,8 @@ const MAX_PAR: u16 = 128;
 
 struct Keyed {
     value: State,
+    /// A list state with TTL (an hour: nothing expires during the test).
+    ttl_list: State,
     list: State,
     map: State,
     timers: TimerService,
@@ -450,6 +452,15 @@ fn keyed(db: &Db, range: KeyGroupRange) -> Keyed {
     Keyed {
         value: backend
             .register(StateDescriptor::new("value", StateKind::Value))
+            .unwrap(),
+        ttl_list: backend
+            .register(
+                StateDescriptor::new("ttl-list", StateKind::List).with_ttl(TtlConfig {
+                    ttl_ms: 3_600_000,
+                    update: TtlUpdate::OnCreateAndWrite,
+                    visibility: TtlVisibility::NeverReturnExpired,
+                }),
+            )
             .unwrap(),
         list: backend
             .register(StateDescriptor::new("list", StateKind::List))
@@ -490,6 +501,7 @@ fn fill(k: &Keyed, model: &[KeyedRow]) {
         k.backend.value_update(&k.value, key, b"ns", v).unwrap();
         for e in list {
             k.backend.list_add(&k.list, key, b"ns", e).unwrap();
+            k.backend.list_add(&k.ttl_list, key, b"ns", e).unwrap();
         }
         k.backend.map_put(&k.map, key, b"ns", b"uk", m).unwrap();
         let timer = Timer {
@@ -512,6 +524,8 @@ fn check_keyed(k: &Keyed, model: &[KeyedRow], range: KeyGroupRange, what: &str) 
         let got = k.backend.list_get(&k.list, key, b"ns").unwrap();
         let want: Vec<Vec<u8>> = if mine { list.clone() } else { Vec::new() };
         assert_eq!(got, want, "{what}: list of {key:?}");
+        let got = k.backend.list_get(&k.ttl_list, key, b"ns").unwrap();
+        assert_eq!(got, want, "{what}: TTL list of {key:?}");
         let got = k.backend.map_get(&k.map, key, b"ns", b"uk").unwrap();
         assert_eq!(got.as_ref(), mine.then_some(m), "{what}: map of {key:?}");
         if mine {
@@ -519,7 +533,7 @@ fn check_keyed(k: &Keyed, model: &[KeyedRow], range: KeyGroupRange, what: &str) 
         }
     }
     // Every table's iteration sees only the owned key groups.
-    for st in [&k.value, &k.list, &k.map] {
+    for st in [&k.value, &k.list, &k.map, &k.ttl_list] {
         for kv in k.backend.db().range(st.table(), b"", None).unwrap() {
             let (key, _) = kv.unwrap();
             let kg = u16::from(key[0]);
@@ -652,4 +666,167 @@ fn overlapping_or_unranged_merges_are_refused() {
         .restore(&sources[..1], None)
         .unwrap_err();
     assert!(e.to_string().contains("already holds"), "{e}");
+}
+
+const CHILD_ENV: &str = "STRATA_CHECKPOINT_CHILD_DIR";
+const KEYS_PER_ROUND: u32 = 800;
+
+/// The state as of checkpoint `k` of the child: keys `0..k * KEYS_PER_ROUND`, each valued
+/// with its index, and `round` = k.
+fn child_model(k: u64) -> Model {
+    let mut m = Model::new();
+    for i in 0..k as u32 * KEYS_PER_ROUND {
+        m.insert(
+            ("kv".into(), format!("key{i:07}").into_bytes()),
+            i.to_le_bytes().to_vec(),
+        );
+    }
+    m.insert(("kv".into(), b"round".to_vec()), k.to_le_bytes().to_vec());
+    m
+}
+
+/// The child of `sigkill_during_checkpoints_leaves_the_confirmed_ones_restorable`: rounds of
+/// writes, each followed by checkpoint `k` into `<dir>/cp` and in place, then releasing
+/// checkpoint `k - 2` in both; runs until killed.
+#[test]
+#[ignore = "child process of sigkill_during_checkpoints_leaves_the_confirmed_ones_restorable"]
+fn checkpoint_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let db = Db::open(dir.join("db"), settings()).unwrap();
+    let t = tables(&db);
+    let cp: Arc<dyn Storage> = Arc::new(ObjectStorage::local(dir.join("cp")).unwrap());
+    let target = CheckpointStore::new(cp, "").unwrap();
+    for k in 1u64.. {
+        for i in (k as u32 - 1) * KEYS_PER_ROUND..k as u32 * KEYS_PER_ROUND {
+            db.put(&t.kv, format!("key{i:07}").as_bytes(), &i.to_le_bytes())
+                .unwrap();
+        }
+        db.put(&t.kv, b"round", &k.to_le_bytes()).unwrap();
+        println!("started {k}");
+        let pending = db.checkpoint(k, Some(&target)).unwrap();
+        db.checkpoint(k, None).unwrap().wait().unwrap();
+        pending.wait().unwrap();
+        println!("done {k}");
+        if k > 2 {
+            db.release_checkpoint(k - 2, Some(&target)).unwrap();
+            db.release_checkpoint(k - 2, None).unwrap();
+        }
+    }
+}
+
+#[test]
+fn sigkill_during_checkpoints_leaves_the_confirmed_ones_restorable() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    for kill_at in [2u64, 5, 9] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "checkpoint_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let mut done = 0u64;
+        while out.read_line(&mut line).unwrap() > 0 {
+            let l = line.trim();
+            if let Some(k) = l.strip_prefix("done ") {
+                done = k.parse().unwrap();
+            }
+            // Killed as checkpoint `kill_at` starts its flush and uploads.
+            if l == format!("started {kill_at}") {
+                child.kill().unwrap(); // SIGKILL
+                break;
+            }
+            line.clear();
+        }
+        child.wait().unwrap();
+        assert_eq!(done, kill_at - 1, "the child reached checkpoint {kill_at}");
+        // Every confirmed checkpoint in the other store restores to its state.
+        let cp: Arc<dyn Storage> = Arc::new(ObjectStorage::local(dir.path().join("cp")).unwrap());
+        let target = CheckpointStore::new(cp, "").unwrap();
+        let ids: Vec<u64> = target
+            .list()
+            .unwrap()
+            .iter()
+            .map(|r| r.checkpoint_id)
+            .collect();
+        assert!(
+            ids.contains(&done),
+            "kill at {kill_at}: last confirmed {done} in {ids:?}"
+        );
+        for &k in &ids {
+            assert!(k + 2 > done, "released checkpoints stay released: {ids:?}");
+            assert_eq!(
+                contents(&restore(&target, k)),
+                child_model(k),
+                "checkpoint {k}"
+            );
+        }
+        // The killed database reopens; its in-place checkpoints restore too.
+        let db = Db::open(dir.path().join("db"), settings()).unwrap();
+        let own = CheckpointStore::new(
+            Arc::new(ObjectStorage::local(dir.path().join("db").join("data")).unwrap()),
+            "checkpoints",
+        )
+        .unwrap();
+        let ids: Vec<u64> = own
+            .list()
+            .unwrap()
+            .iter()
+            .map(|r| r.checkpoint_id)
+            .collect();
+        assert!(ids.contains(&done), "in place: {ids:?}");
+        for k in ids {
+            assert_eq!(contents(&restore(&own, k)), child_model(k), "in place {k}");
+        }
+        db.close().unwrap();
+    }
+}
+
+#[test]
+fn read_failures_during_restore_are_errors_and_lose_nothing() {
+    let home = TestHome::new(StoreKind::Memory);
+    let db = home.open(settings()).unwrap();
+    let t = tables(&db);
+    let mut model = Model::new();
+    random_ops(&db, &t, &mut model, &mut Rng(9), 5000);
+    let faulty = Arc::new(FaultyStorage::new(fresh()));
+    let target = CheckpointStore::new(faulty.clone(), "").unwrap();
+    db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
+    // The manifest cannot be read: the restore fails and creates nothing.
+    faulty.fail_reads_under("chk-");
+    let into = fresh();
+    let e = Db::builder(settings())
+        .storage(into.clone())
+        .restore(&[RestoreSource::one(&target, 1).unwrap()], None)
+        .unwrap_err();
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert!(into.list("").unwrap().is_empty());
+    faulty.heal();
+    // The files cannot be read after the restore: reads fail with the store's error (never
+    // a wrong answer), and succeed once the store is back.
+    let r = restore(&target, 1);
+    faulty.fail_reads_under("shared/");
+    let kv = r.table("kv").unwrap();
+    let e = r
+        .range(&kv, b"", None)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>();
+    assert!(e.unwrap_err().to_string().contains("injected"));
+    faulty.heal();
+    assert_eq!(contents(&r), model);
+    // The source database never noticed.
+    assert_eq!(contents(&db), model);
 }
