@@ -830,3 +830,82 @@ fn read_failures_during_restore_are_errors_and_lose_nothing() {
     // The source database never noticed.
     assert_eq!(contents(&db), model);
 }
+
+#[test]
+fn savepoints_are_self_contained_and_import_by_key_group_range() {
+    let model = keyed_model(2000);
+    let all = KeyGroupRange::new(0, MAX_PAR - 1);
+    for (name, target, _keep) in targets("savepoint") {
+        let home = TestHome::new(StoreKind::Memory);
+        let db = home.open(settings()).unwrap();
+        let k = keyed(&db, all);
+        fill(&k, &model);
+        // History the savepoint must not carry: overwritten and deleted values.
+        let gone = b"user-gone".to_vec();
+        k.backend
+            .value_update(&k.value, &gone, b"ns", b"x")
+            .unwrap();
+        db.flush().unwrap();
+        k.backend.clear(&k.value, &gone, b"ns").unwrap();
+        let half = KeyGroupRange::for_operator(MAX_PAR, 2, 1);
+        let sp_all = db.savepoint(7, &target, None).unwrap();
+        let sp_half = db
+            .savepoint(
+                8,
+                &target,
+                Some(KeyGroups {
+                    first: half.start,
+                    last: half.end,
+                }),
+            )
+            .unwrap();
+        assert!(sp_half.bytes < sp_all.bytes, "{name}: the half is smaller");
+        for sp in [&sp_all, &sp_half] {
+            let m = target.read(&sp.reference).unwrap();
+            for f in &m.files {
+                assert!(
+                    f.path.starts_with(&format!("{}sp-", target.dir)),
+                    "{}",
+                    f.path
+                );
+                assert_eq!((f.meta.deletes, f.meta.max_seq), (0, 0), "only values");
+                assert!(f.meta.origin.is_none(), "self-contained");
+            }
+        }
+        // The source database and its store go away; the savepoints still import.
+        db.close().unwrap();
+        drop((k, db, home));
+        let whole = Db::builder(settings())
+            .storage(fresh())
+            .restore(&[RestoreSource::one(&target, 7).unwrap()], None)
+            .unwrap();
+        check_keyed(
+            &keyed(&whole, all),
+            &model,
+            all,
+            &format!("{name}: savepoint"),
+        );
+        let v = keyed(&whole, all);
+        assert_eq!(v.backend.value_get(&v.value, &gone, b"ns").unwrap(), None);
+        // Importing a subset of the full savepoint equals the half savepoint.
+        let quarter = KeyGroupRange::new(half.start, half.start + 20);
+        for id in [7, 8] {
+            let part = Db::builder(settings())
+                .storage(fresh())
+                .restore(
+                    &[RestoreSource::one(&target, id).unwrap()],
+                    Some(KeyGroups {
+                        first: quarter.start,
+                        last: quarter.end,
+                    }),
+                )
+                .unwrap();
+            check_keyed(
+                &keyed(&part, all),
+                &model,
+                quarter,
+                &format!("{name}: {id}"),
+            );
+        }
+    }
+}

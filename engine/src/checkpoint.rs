@@ -756,3 +756,125 @@ fn check_file(externals: &mut strata_dfs::StoreSet, f: &FileMeta) -> Result<()> 
     let o = f.origin.as_ref().expect("restored files are foreign");
     strata_dfs::check_foreign(&externals.resolve(&o.store)?, f)
 }
+
+/// Largest table file a savepoint writes.
+const SAVEPOINT_FILE_BYTES: u64 = 64 << 20;
+
+impl Db {
+    /// Writes savepoint `id` into `store`: the state as of now (one snapshot across every
+    /// table) of the key groups `key_groups` (all if `None`), in a self-contained, canonical
+    /// form that does not depend on this database's files: per table, sorted runs of the
+    /// visible values only (merge operands folded, no tombstones, no older versions, every
+    /// entry at sequence 0), in table files under `<dir>sp-<id:020>/`, listed by a
+    /// checkpoint manifest (§6.7) at level 6. A database of any later version imports it with
+    /// [`DbBuilder::restore`]; nothing it names belongs to this database. Unlike a
+    /// checkpoint it is slow (it reads and writes all the state) and it does not flush.
+    pub fn savepoint(
+        &self,
+        id: u64,
+        store: &CheckpointStore,
+        key_groups: Option<KeyGroups>,
+    ) -> Result<CheckpointInfo> {
+        let started = Instant::now();
+        let inner = &self.inner;
+        inner.check_open()?;
+        if key_groups.is_some_and(|k| k.first > k.last) {
+            return Err(Error::invalid("key-group range is empty (first > last)"));
+        }
+        let snap = inner.snapshot();
+        let state = inner.middle.manifest();
+        let seq = snap.seq;
+        let mut files = Vec::new();
+        let mut n = 0u64;
+        let mut bytes_uploaded = 0;
+        for table in inner.tables() {
+            let entry = inner.hooks.entry(&table)?;
+            let field = entry.options.key_group;
+            let filter = match (field, key_groups) {
+                (Some(f), Some(k)) => Some(KeyGroupFilter {
+                    offset: f.offset,
+                    width: f.width,
+                    lo: k.first,
+                    hi: k.last,
+                }),
+                _ => None,
+            };
+            let build = strata_dfs::TableBuildOptions {
+                block_bytes: inner.settings.table_block_bytes,
+                restart_interval: 16,
+                compression: entry.options.compression(NUM_LEVELS - 1),
+                bloom_bits_per_key: inner.settings.bloom_bits_per_key,
+                prefix_len: usize::from(entry.options.prefix_len),
+            };
+            let mut builder: Option<strata_dfs::TableBuilder> = None;
+            let mut finish = |b: strata_dfs::TableBuilder| -> Result<()> {
+                n += 1;
+                let path = format!("{}sp-{id:020}/{:016x}-{n:06}.sst", store.dir, state.db_id);
+                let (data, props) = b.finish();
+                let meta = FileMeta {
+                    number: n,
+                    table_id: table.id,
+                    size: data.len() as u64,
+                    entries: props.entries,
+                    deletes: 0,
+                    min_seq: 0,
+                    max_seq: 0,
+                    smallest: props.smallest,
+                    largest: props.largest,
+                    checksum: crc32fast::hash(&data),
+                    origin: None,
+                    filter: None,
+                };
+                bytes_uploaded += meta.size;
+                store.storage.put(&path, data)?;
+                files.push(CheckpointFile {
+                    level: NUM_LEVELS - 1,
+                    path,
+                    meta,
+                });
+                Ok(())
+            };
+            let snap_t = inner.register_snapshot_at(seq);
+            let mut ikey = Vec::new();
+            for kv in inner.iter(&table, b"", None, snap_t)? {
+                let (k, v) = kv?;
+                if filter.is_some_and(|f| !f.admits(&k)) {
+                    continue;
+                }
+                ikey.clear();
+                strata_dfs::key::append_internal_key(&mut ikey, &k, 0, strata_dfs::ValueKind::Put);
+                let b =
+                    builder.get_or_insert_with(|| strata_dfs::TableBuilder::new(build, table.id));
+                b.add(&ikey, &v);
+                if b.estimated_size() >= SAVEPOINT_FILE_BYTES {
+                    finish(builder.take().expect("just used"))?;
+                }
+            }
+            if let Some(b) = builder.take() {
+                finish(b)?;
+            }
+        }
+        drop(snap);
+        let n_files = files.len();
+        let bytes = files.iter().map(|f| f.meta.size).sum();
+        let m = CheckpointManifest {
+            db_id: state.db_id,
+            checkpoint_id: id,
+            created_ms: now_ms(),
+            last_seq: 0,
+            key_groups: key_groups.map(|k| (k.first, k.last)).or(state.key_groups),
+            tables: state.tables.clone(),
+            files,
+        };
+        let reference = store.write(&m, inner.settings.wal_sync)?;
+        Ok(CheckpointInfo {
+            reference,
+            files: n_files,
+            bytes,
+            files_uploaded: n_files,
+            bytes_uploaded,
+            sync_duration: std::time::Duration::ZERO,
+            total_duration: started.elapsed(),
+        })
+    }
+}
