@@ -496,8 +496,12 @@ fn keyed_model(n: u32) -> Vec<KeyedRow> {
         .collect()
 }
 
-fn fill(k: &Keyed, model: &[KeyedRow]) {
+/// Writes the model's keys in `range` (timer timestamps follow the model's numbering).
+fn fill(k: &Keyed, model: &[KeyedRow], range: KeyGroupRange) {
     for (i, (key, kg, v, list, m)) in model.iter().enumerate() {
+        if !(range.start..=range.end).contains(kg) {
+            continue;
+        }
         k.backend.value_update(&k.value, key, b"ns", v).unwrap();
         for e in list {
             k.backend.list_add(&k.list, key, b"ns", e).unwrap();
@@ -565,7 +569,7 @@ fn rescale_out_and_in_by_key_group_range_with_keyed_state_and_timers() {
         let home = TestHome::new(StoreKind::Local);
         let db = home.open(settings()).unwrap();
         let k = keyed(&db, all);
-        fill(&k, &model);
+        fill(&k, &model, all);
         db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
         // Scale out 1 -> 2: each instance restores its key groups; nothing is rewritten.
         let halves: Vec<Db> = (0..2)
@@ -839,7 +843,7 @@ fn savepoints_are_self_contained_and_import_by_key_group_range() {
         let home = TestHome::new(StoreKind::Memory);
         let db = home.open(settings()).unwrap();
         let k = keyed(&db, all);
-        fill(&k, &model);
+        fill(&k, &model, all);
         // History the savepoint must not carry: overwritten and deleted values.
         let gone = b"user-gone".to_vec();
         k.backend
@@ -908,4 +912,48 @@ fn savepoints_are_self_contained_and_import_by_key_group_range() {
             );
         }
     }
+}
+
+#[test]
+fn instances_that_declare_their_key_groups_merge_on_scale_in() {
+    let model = keyed_model(1500);
+    let all = KeyGroupRange::new(0, MAX_PAR - 1);
+    let target = CheckpointStore::new(fresh(), "cp").unwrap();
+    let homes: Vec<TestHome> = (0..2).map(|_| TestHome::new(StoreKind::Memory)).collect();
+    for (i, home) in homes.iter().enumerate() {
+        let r = KeyGroupRange::for_operator(MAX_PAR, 2, i as u16);
+        let groups = KeyGroups {
+            first: r.start,
+            last: r.end,
+        };
+        let db = home.builder(settings()).key_groups(groups).open().unwrap();
+        let k = keyed(&db, r);
+        fill(&k, &model, r);
+        db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
+        db.close().unwrap();
+        drop((k, db));
+        // Reopening with another range is refused; with the same one it is fine.
+        let other = KeyGroups { first: 0, last: 5 };
+        let e = home
+            .builder(settings())
+            .key_groups(other)
+            .open()
+            .unwrap_err();
+        assert!(e.to_string().contains("owns key groups"), "{e}");
+        home.builder(settings())
+            .key_groups(groups)
+            .open()
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+    let merged = Db::builder(settings())
+        .storage(fresh())
+        .restore(&RestoreSource::all(&target, 1).unwrap(), None)
+        .unwrap();
+    check_keyed(&keyed(&merged, all), &model, all, "merged fresh instances");
+    // The merge owns the whole range, so its own checkpoint restores as a single source.
+    merged.checkpoint(2, Some(&target)).unwrap().wait().unwrap();
+    let m = target.read(&target.find(2).unwrap()[0]).unwrap();
+    assert_eq!(m.key_groups, Some((0, MAX_PAR - 1)));
 }

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use strata::Settings;
 use strata_demo::{
-    DauRow, Event, Job, JobConfig, PvRow, Row, StreamConfig, DAY_MS, MINUTES_PER_DAY, MINUTE_MS,
+    committed_rows, csv_line, run, DauRow, Event, Job, JobConfig, PvRow, Row, RunConfig, RunEnd,
+    StreamConfig, DAY_MS, MINUTES_PER_DAY, MINUTE_MS,
 };
 use strata_tests::{StoreKind, TestHome, STORE_KINDS};
 
@@ -279,4 +280,169 @@ fn demo_job_rejects_bad_settings() {
         ..StreamConfig::default()
     };
     assert!(stream.generate().is_err());
+}
+
+/// The stream and job of the fault-tolerance runs: skewed, out of order, with late events.
+fn ft_stream() -> (StreamConfig, JobConfig) {
+    let stream = StreamConfig {
+        events: 24_000,
+        days: 2,
+        pages: 12,
+        devices: 2_000,
+        channels: 3,
+        skew: 1.0,
+        out_of_order_ms: 3 * MINUTE_MS,
+        late_fraction: 0.01,
+        seed: 21,
+        ..StreamConfig::default()
+    };
+    let job = JobConfig {
+        watermark_delay_ms: stream.out_of_order_ms,
+        seen_ttl_ms: DAY_MS,
+        ..JobConfig::default()
+    };
+    (stream, job)
+}
+
+/// The brute-force rows (as the sink's CSV lines, sorted) and late count.
+fn expected_lines(stream: &StreamConfig, job: &JobConfig) -> (Vec<String>, u64) {
+    let events: Vec<Event> = stream.generate().expect("stream").collect();
+    let (kept, late) = on_time(&events, job.watermark_delay_ms);
+    let mut lines: Vec<String> = reference_pv(&kept)
+        .into_iter()
+        .map(|r| csv_line(&Row::Pv(r)))
+        .chain(
+            reference_dau(&kept, job.seen_ttl_ms)
+                .into_iter()
+                .map(|r| csv_line(&Row::Dau(r))),
+        )
+        .collect();
+    lines.sort_unstable();
+    (lines, late)
+}
+
+fn run_config(dir: &std::path::Path, job: &JobConfig, parallelism: u16) -> RunConfig {
+    RunConfig {
+        dir: dir.to_path_buf(),
+        parallelism,
+        checkpoint_every_ms: 2 * 60 * MINUTE_MS,
+        settings: Settings::small_for_tests(1 << 20),
+        job: job.clone(),
+        fail_at_event: None,
+        abort_on_failure: false,
+        stop_after_checkpoints: None,
+    }
+}
+
+fn check_output(dir: &std::path::Path, stream: &StreamConfig, job: &JobConfig, what: &str) {
+    let (want, _) = expected_lines(stream, job);
+    let mut got = committed_rows(dir).expect("output");
+    got.sort_unstable();
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "{what}");
+    }
+}
+
+/// Crashes at two points, each followed by a restart from the last completed checkpoint
+/// with the source replayed: the committed rows are exactly the brute-force rows.
+#[test]
+fn demo_job_survives_crashes_exactly_once() {
+    let (stream, job) = ft_stream();
+    let (_, late) = expected_lines(&stream, &job);
+    let dir = tempfile::tempdir().unwrap();
+    for (fail, want_crash) in [(Some(7_000), true), (Some(16_500), true), (None, false)] {
+        let cfg = RunConfig {
+            fail_at_event: fail,
+            ..run_config(dir.path(), &job, 1)
+        };
+        let end = run(&cfg, &stream, &mut |_, _| {}).expect("run");
+        match end {
+            RunEnd::Crashed { at_event } => {
+                assert!(want_crash);
+                assert_eq!(Some(at_event), fail);
+                // Rows after the last completed checkpoint are not committed.
+                let (want, _) = expected_lines(&stream, &job);
+                assert!(committed_rows(dir.path()).unwrap().len() < want.len());
+            }
+            RunEnd::Finished {
+                late: got_late,
+                checkpoints,
+            } => {
+                assert!(!want_crash);
+                assert_eq!(got_late, late, "late events over the restarts");
+                assert!(checkpoints >= 10, "{checkpoints} checkpoints");
+            }
+            RunEnd::Stopped { .. } => panic!("not asked to stop"),
+        }
+    }
+    check_output(dir.path(), &stream, &job, "after two crashes");
+}
+
+const CRASH_CHILD_ENV: &str = "STRATA_DEMO_CRASH_CHILD_DIR";
+
+/// The child of `demo_job_survives_a_real_process_crash`: runs the job and aborts (SIGABRT,
+/// no destructors, nothing flushed) at event 11 000.
+#[test]
+#[ignore = "child process of demo_job_survives_a_real_process_crash"]
+fn demo_crash_child() {
+    let Ok(dir) = std::env::var(CRASH_CHILD_ENV) else {
+        return;
+    };
+    let (stream, job) = ft_stream();
+    let cfg = RunConfig {
+        fail_at_event: Some(11_000),
+        abort_on_failure: true,
+        ..run_config(std::path::Path::new(&dir), &job, 2)
+    };
+    run(&cfg, &stream, &mut |_, _| {}).expect("run");
+    unreachable!("the run aborts at event 11 000");
+}
+
+#[test]
+fn demo_job_survives_a_real_process_crash() {
+    let (stream, job) = ft_stream();
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "demo_crash_child",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child crashed");
+    assert!(
+        dir.path().join("checkpoints").read_dir().unwrap().count() > 0,
+        "it completed checkpoints before the crash"
+    );
+    let end = run(&run_config(dir.path(), &job, 2), &stream, &mut |_, _| {}).expect("resume");
+    assert!(matches!(end, RunEnd::Finished { .. }), "{end:?}");
+    check_output(dir.path(), &stream, &job, "after a SIGABRT");
+}
+
+/// Stop at a checkpoint with 1 instance, continue with 2, then 3 (each restoring its
+/// key-group range from every instance's checkpoint), then back to 1 to finish.
+#[test]
+fn demo_job_rescales_and_matches_brute_force() {
+    let (stream, job) = ft_stream();
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for (parallelism, stop) in [(1, Some(3)), (2, Some(3)), (3, Some(3)), (1, None)] {
+        let cfg = RunConfig {
+            stop_after_checkpoints: stop,
+            ..run_config(dir.path(), &job, parallelism)
+        };
+        let end = run(&cfg, &stream, &mut |id, _| seen.push(id)).expect("run");
+        match (stop, end) {
+            (Some(_), RunEnd::Stopped { .. }) | (None, RunEnd::Finished { .. }) => {}
+            (_, end) => panic!("parallelism {parallelism}: {end:?}"),
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "ids {seen:?}");
+    check_output(dir.path(), &stream, &job, "rescaled 1 -> 2 -> 3 -> 1");
 }

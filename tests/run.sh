@@ -58,6 +58,23 @@ if [ "$status" = 0 ]; then
     grep -E '^day |events \(' "$s3dir/demo.txt" | tail -3
     echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (demo smoke run)" >> "$log"
   fi
+  # The README's fault-tolerant demo command (a real crash and restart) gives the same rows
+  # as a run without failures.
+  echo "== demo job crash-and-restart smoke run =="
+  ftdir="$s3dir/demo-ft"
+  if cargo run -q -p strata-demo -- --events 20000 --pages 10 --csv "$s3dir/plain.csv" > /dev/null \
+      && cargo run -q -p strata-demo -- --events 20000 --pages 10 --dir "$ftdir" \
+           --checkpoint-every 60 --parallelism 2 --fail-at-random > "$s3dir/demo-ft.txt" 2>&1 \
+      && grep -q 'restarting from the last completed checkpoint' "$s3dir/demo-ft.txt" \
+      && cmp <(tail -n +2 "$s3dir/plain.csv" | sort) <(sort "$ftdir/output.csv"); then
+    grep -E 'crashed|finished' "$s3dir/demo-ft.txt"
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (demo crash-and-restart run)" >> "$log"
+  else
+    tail -20 "$s3dir/demo-ft.txt" 2>/dev/null
+    echo "test.sh: the demo crash-and-restart run failed or differs from the plain run" >> "$log"
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out (demo crash-and-restart run)" >> "$log"
+    status=1
+  fi
 fi
 # One closing line over every test binary (cargo prints one "test result" per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }

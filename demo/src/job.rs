@@ -23,7 +23,7 @@
 //! 1. minute-level dedup: `minute-devices` (map; key channel, namespace minute, user key
 //!    device) collects the distinct devices of each minute; a timer per (channel, minute)
 //!    fires when the minute closes and hands them, in device order, to step 2;
-//! 2. day-level dedup: `device-seen` (value with TTL; key channel and device) holds the
+//! 2. day-level dedup: `device-seen` (value with TTL; key channel, namespace device) holds the
 //!    first-seen and last-seen days. A device whose last-seen day is today is a duplicate;
 //!    otherwise it counts toward DAU as new (no state, or state expired by TTL) or
 //!    returning. Each minute's devices are read with one batched `value_multi_get`;
@@ -35,8 +35,8 @@
 use std::sync::Arc;
 
 use strata::{
-    Db, DbBuilder, Error, KeyGroupRange, KeyedBackend, ManualClock, Result, State, StateDescriptor,
-    StateKind, TimeDomain, Timer, TimerService, TtlConfig,
+    Db, DbBuilder, Error, KeyGroupRange, KeyGroups, KeyedBackend, ManualClock, RestoreSource,
+    Result, State, StateDescriptor, StateKind, TimeDomain, Timer, TimerService, TtlConfig,
 };
 
 use crate::stream::{Event, DAY_MS, MINUTE_MS};
@@ -50,8 +50,12 @@ pub struct JobConfig {
     pub seen_ttl_ms: u64,
     /// Take a checkpoint (`Db::flush`) every this much event time.
     pub checkpoint_every_ms: Option<u64>,
-    /// Flink max parallelism (number of key groups); the job owns all of them.
+    /// Flink max parallelism (number of key groups).
     pub max_parallelism: u16,
+    /// The key groups this instance owns (`None`: all). An instance sees every event (so
+    /// every instance has the same watermark) and applies only those whose key (page for
+    /// PV/UV, channel for DAU) it owns, as one of several parallel subtasks would.
+    pub key_groups: Option<KeyGroupRange>,
 }
 
 impl Default for JobConfig {
@@ -61,6 +65,7 @@ impl Default for JobConfig {
             seen_ttl_ms: 30 * DAY_MS,
             checkpoint_every_ms: Some(6 * 60 * MINUTE_MS),
             max_parallelism: 128,
+            key_groups: None,
         }
     }
 }
@@ -121,6 +126,20 @@ pub struct JobStats {
     pub timers_fired: u64,
     /// Checkpoints taken.
     pub checkpoints: u64,
+}
+
+/// Where a job is in its input and time: what a checkpoint must record besides the state
+/// (Flink keeps it in the operator's non-keyed state and the source's offsets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobProgress {
+    /// Largest event timestamp seen.
+    pub max_ts: u64,
+    /// The watermark.
+    pub watermark: u64,
+    /// Every timer at or before this has fired.
+    pub fired_through: u64,
+    /// When the next flush-checkpoint is due (`checkpoint_every_ms` mode).
+    pub next_checkpoint: Option<u64>,
 }
 
 /// The running job. Feed it events in arrival order with [`Job::process`], then call
@@ -221,9 +240,50 @@ impl Job {
             return Err(Error::invalid("the seen-state TTL must be positive"));
         }
         let clock = Arc::new(ManualClock::new(0));
+        let builder = match cfg.key_groups {
+            Some(r) => builder.key_groups(KeyGroups {
+                first: r.start,
+                last: r.end,
+            }),
+            None => builder,
+        };
         let db = builder.clock(clock.clone()).open()?;
+        Self::with_db(db, clock, cfg, JobProgress::default())
+    }
+
+    /// Restores the job from checkpoints (`sources`: every instance's checkpoint of one
+    /// checkpoint id) into the database `builder` describes, for this instance's key groups,
+    /// at `progress` (recorded with the checkpoint).
+    pub fn restore(
+        builder: DbBuilder,
+        cfg: JobConfig,
+        sources: &[RestoreSource],
+        progress: JobProgress,
+    ) -> Result<Job> {
+        let clock = Arc::new(ManualClock::new(0));
+        clock.advance_to(progress.fired_through.saturating_add(1));
+        let groups = cfg.key_groups.map(|r| KeyGroups {
+            first: r.start,
+            last: r.end,
+        });
+        let db = builder.clock(clock.clone()).restore(sources, groups)?;
+        Self::with_db(db, clock, cfg, progress)
+    }
+
+    fn with_db(
+        db: Db,
+        clock: Arc<ManualClock>,
+        cfg: JobConfig,
+        progress: JobProgress,
+    ) -> Result<Job> {
+        if cfg.seen_ttl_ms == 0 {
+            return Err(Error::invalid("the seen-state TTL must be positive"));
+        }
         let max_par = cfg.max_parallelism;
-        let backend = KeyedBackend::new(db, max_par, KeyGroupRange::new(0, max_par - 1))?;
+        let range = cfg
+            .key_groups
+            .unwrap_or(KeyGroupRange::new(0, max_par.saturating_sub(1)));
+        let backend = KeyedBackend::new(db, max_par, range)?;
         // Every key and namespace is a 4-byte integer.
         let reg = |name: &str, kind: StateKind| {
             backend.register(StateDescriptor::new(name, kind).with_fixed_lengths(4, 4))
@@ -235,6 +295,7 @@ impl Job {
         let dau_window = reg("dau-window", StateKind::Value)?;
         let seen = backend.register(
             StateDescriptor::new("device-seen", StateKind::Value)
+                .with_fixed_lengths(4, 8)
                 .with_ttl(TtlConfig::new(cfg.seen_ttl_ms)),
         )?;
         let pv_timers = TimerService::new(&backend, "pv-uv")?;
@@ -243,7 +304,7 @@ impl Job {
         Ok(Job {
             backend,
             clock,
-            next_checkpoint: None,
+            next_checkpoint: progress.next_checkpoint,
             cfg,
             uv_devices,
             pv_minute,
@@ -254,11 +315,27 @@ impl Job {
             pv_timers,
             dedup_timers,
             dau_timers,
-            max_ts: 0,
-            watermark: 0,
-            fired_through: 0,
+            max_ts: progress.max_ts,
+            watermark: progress.watermark,
+            fired_through: progress.fired_through,
             stats: JobStats::default(),
         })
+    }
+
+    /// Where the job is (to record with a checkpoint).
+    pub fn progress(&self) -> JobProgress {
+        JobProgress {
+            max_ts: self.max_ts,
+            watermark: self.watermark,
+            fired_through: self.fired_through,
+            next_checkpoint: self.next_checkpoint,
+        }
+    }
+
+    /// True if this instance owns `key`'s key group.
+    fn owns(&self, key: &[u8]) -> bool {
+        let r = self.backend.key_group_range();
+        (r.start..=r.end).contains(&self.backend.key_group_of(key))
     }
 
     /// The database.
@@ -283,8 +360,12 @@ impl Job {
         if minute_timer(ev.ts) <= self.watermark {
             self.stats.late_dropped += 1;
         } else {
-            self.page_view(ev)?;
-            self.collect_device(ev)?;
+            if self.owns(&ev.page.to_be_bytes()) {
+                self.page_view(ev)?;
+            }
+            if self.owns(&ev.channel.to_be_bytes()) {
+                self.collect_device(ev)?;
+            }
         }
         self.max_ts = self.max_ts.max(ev.ts);
         let wm = self
@@ -438,12 +519,13 @@ impl Job {
     fn day_dedup(&mut self, t: u64, channel: &[u8], devices: &[Vec<u8>]) -> Result<()> {
         let b = &self.backend;
         let today = day_of(t);
-        let keys: Vec<Vec<u8>> = devices.iter().map(|d| [channel, d].concat()).collect();
-        let lookups: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (k.as_slice(), &[][..])).collect();
+        // Keyed by channel (so a channel's devices live with it), namespace device.
+        let lookups: Vec<(&[u8], &[u8])> =
+            devices.iter().map(|d| (channel, d.as_slice())).collect();
         let seen = b.value_multi_get(&self.seen, &lookups)?;
         let (mut new, mut returning) = (0u64, 0u64);
         let mut updates = Vec::new();
-        for (key, seen) in keys.iter().zip(seen) {
+        for (device, seen) in devices.iter().zip(seen) {
             let first_day = match seen {
                 None => {
                     new += 1;
@@ -458,14 +540,14 @@ impl Job {
                     first as u32
                 }
             };
-            updates.push((key, u64s_bytes(&[first_day.into(), today.into()])));
+            updates.push((device, u64s_bytes(&[first_day.into(), today.into()])));
         }
         if updates.is_empty() {
             return Ok(());
         }
         let items: Vec<(&[u8], &[u8], &[u8])> = updates
             .iter()
-            .map(|(k, v)| (k.as_slice(), &[][..], v.as_slice()))
+            .map(|(d, v)| (channel, d.as_slice(), v.as_slice()))
             .collect();
         b.value_multi_update(&self.seen, &items)?;
         let day = today.to_be_bytes();

@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use clap::Parser;
 use strata::{Db, Settings};
-use strata_demo::{Job, JobConfig, Row, StreamConfig, DAY_MS, MINUTE_MS};
+use strata_demo::{
+    committed_rows, csv_line, run, Job, JobConfig, Row, RunConfig, RunEnd, StreamConfig, DAY_MS,
+    MINUTE_MS,
+};
 
 /// PV/UV (day-long cumulate window, emitted every minute) and DAU with new and returning
 /// devices, over a synthetic page-view stream, on Strata keyed state.
@@ -60,6 +63,25 @@ struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Run fault-tolerantly: checkpoint every this many minutes of event time into
+    /// `<dir>/checkpoints`, commit rows to `<dir>/output.csv` at each checkpoint, and
+    /// continue a job already in `--dir` from its last completed checkpoint.
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Parallel instances (each owns a key-group range); a resumed job may use another
+    /// number (rescaling). Needs --checkpoint-every.
+    #[arg(long, default_value_t = 1)]
+    parallelism: u16,
+    /// Crash (abort the process) at a random event, then restart from the last completed
+    /// checkpoint and finish. Needs --checkpoint-every.
+    #[arg(long)]
+    fail_at_random: bool,
+    /// Crash at this event (the child process of --fail-at-random).
+    #[arg(long, hide = true)]
+    fail_at_event: Option<u64>,
+    /// Stop after this many checkpoints (resume later, with any --parallelism).
+    #[arg(long)]
+    stop_after_checkpoints: Option<u64>,
 }
 
 /// Totals of one minute's rows, for the summary line.
@@ -123,6 +145,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("--ttl-days is too large")?,
         ..JobConfig::default()
     };
+    if let Some(minutes) = a.checkpoint_every {
+        return run_fault_tolerant(&a, minutes, &stream_cfg, job_cfg);
+    }
+    if a.fail_at_random || a.stop_after_checkpoints.is_some() || a.parallelism != 1 {
+        return Err(
+            "--parallelism, --fail-at-random and --stop-after-checkpoints need \
+                    --checkpoint-every"
+                .into(),
+        );
+    }
     let stream = stream_cfg.generate()?;
     let (dir, temporary) = match &a.dir {
         Some(d) => (d.clone(), false),
@@ -191,28 +223,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Minute::default()
             };
         }
-        let line = match row {
+        match row {
             Row::Pv(r) => {
                 minute.pv += r.pv;
                 minute.pages += 1;
                 if minute.top.is_none_or(|(pv, _, _)| r.pv > pv) {
                     minute.top = Some((r.pv, r.page, r.uv));
                 }
-                format!(
-                    "pv_uv,{},{},{},{},{},,,",
-                    r.page, r.window_start, r.window_end, r.pv, r.uv
-                )
             }
             Row::Dau(r) => {
                 minute.dau += r.dau;
                 minute.new += r.new;
                 minute.returning += r.returning;
-                format!(
-                    "dau,{},{},{},,,{},{},{}",
-                    r.channel, r.window_start, r.window_end, r.dau, r.new, r.returning
-                )
             }
-        };
+        }
+        let line = csv_line(&row);
         if let Some(f) = csv.as_mut() {
             writeln!(f, "{line}").unwrap_or_else(fail);
         }
@@ -259,5 +284,78 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("every row: {}", p.display());
     }
     println!("\n{engine_stats}");
+    Ok(())
+}
+
+/// `--checkpoint-every`: the job through `strata_demo::run`, with a crash and restart for
+/// `--fail-at-random`.
+fn run_fault_tolerant(
+    a: &Args,
+    minutes: u64,
+    stream_cfg: &StreamConfig,
+    job_cfg: JobConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = a
+        .dir
+        .clone()
+        .ok_or("--checkpoint-every needs --dir (the job directory)")?;
+    if minutes == 0 {
+        return Err("--checkpoint-every must be at least 1 (minute)".into());
+    }
+    if a.fail_at_random {
+        // The crash happens in a child process (this program again), at an event chosen
+        // from the seed in the middle half of the stream; this process then restarts the
+        // job from its last completed checkpoint.
+        let at = a.events / 4
+            + (a.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) % (a.events / 2).max(1);
+        let mut args: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|x| x != "--fail-at-random")
+            .collect();
+        args.extend(["--fail-at-event".to_string(), at.to_string()]);
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args(&args)
+            .status()?;
+        println!("\nattempt 1 crashed at event {at} ({status}); restarting from the last completed checkpoint\n");
+    }
+    let cfg = RunConfig {
+        dir: dir.clone(),
+        parallelism: a.parallelism,
+        checkpoint_every_ms: minutes * MINUTE_MS,
+        settings: Settings {
+            memory_budget_bytes: a.memory_mib << 20,
+            ..Settings::default()
+        },
+        job: job_cfg,
+        fail_at_event: a.fail_at_event,
+        abort_on_failure: true,
+        stop_after_checkpoints: a.stop_after_checkpoints,
+    };
+    println!(
+        "strata demo (fault-tolerant): {} events, {} instance(s), a checkpoint every {minutes} \
+         min of event time, in {}",
+        a.events,
+        a.parallelism,
+        dir.display()
+    );
+    let t0 = Instant::now();
+    let mut on_checkpoint = |id: u64, rows: usize| {
+        println!("checkpoint {id:>4} completed: {rows:>6} rows committed");
+    };
+    let end = run(&cfg, stream_cfg, &mut on_checkpoint)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rows = committed_rows(&dir)?.len();
+    match end {
+        RunEnd::Finished { late, checkpoints } => println!(
+            "\nfinished in {secs:.2}s: {rows} rows in {} ({late} late events dropped, \
+             {checkpoints} checkpoints)",
+            dir.join("output.csv").display()
+        ),
+        RunEnd::Stopped { checkpoint } => println!(
+            "\nstopped at checkpoint {checkpoint} after {secs:.2}s; {rows} rows committed; \
+             resume with the same --dir (any --parallelism)"
+        ),
+        RunEnd::Crashed { at_event } => println!("\ncrashed at event {at_event}"),
+    }
     Ok(())
 }

@@ -615,6 +615,23 @@ fn plan_restore(
             }
         }
     }
+    // Without an explicit range, a merge of ranges that tile one range owns that range.
+    if key_groups.is_none() {
+        let mut used: Vec<(u16, u16)> = ranges
+            .iter()
+            .zip(&skip)
+            .filter(|(_, s)| !**s)
+            .filter_map(|(r, _)| *r)
+            .collect();
+        used.sort_unstable();
+        let tiles = used.len() == ranges.len()
+            && used
+                .windows(2)
+                .all(|w| u32::from(w[0].1) + 1 == u32::from(w[1].0));
+        if tiles {
+            state.key_groups = used.first().zip(used.last()).map(|(a, b)| (a.0, b.1));
+        }
+    }
     // Tables by name; ids of the first source that has a name win, others are renumbered.
     let mut by_name: BTreeMap<String, (u32, TableDef)> = BTreeMap::new();
     for (_, m) in manifests {

@@ -39,6 +39,7 @@ pub struct DbBuilder {
     pub(crate) merge_ops: Vec<Arc<dyn MergeOperator>>,
     pub(crate) read_only: bool,
     pub(crate) external_stores: strata_dfs::StoreSet,
+    pub(crate) key_groups: Option<crate::checkpoint::KeyGroups>,
 }
 
 impl DbBuilder {
@@ -52,6 +53,7 @@ impl DbBuilder {
             merge_ops: Vec::new(),
             read_only: false,
             external_stores: Default::default(),
+            key_groups: None,
         }
     }
     /// Keep the database in this local directory (the default store). Also the default
@@ -88,6 +90,14 @@ impl DbBuilder {
     /// every time the database is opened.
     pub fn external_store(mut self, storage: Arc<dyn Storage>) -> Self {
         self.external_stores.add(storage);
+        self
+    }
+    /// Declares the key groups this database owns (one instance of a keyed operator):
+    /// recorded in the manifest when the database is created, so its checkpoints carry the
+    /// range and can be merged with other instances' on rescaling. Opening an existing
+    /// database that records another range is `InvalidArgument`.
+    pub fn key_groups(mut self, groups: crate::checkpoint::KeyGroups) -> Self {
+        self.key_groups = Some(groups);
         self
     }
     /// Opens (or creates) the database.

@@ -126,6 +126,25 @@ impl Db {
         for (id, def) in &recovered.state.tables {
             inner.register_table(*id, def)?;
         }
+        if let Some(k) = b.key_groups {
+            let want = (k.first, k.last);
+            match recovered.state.key_groups {
+                Some(have) if have != want => {
+                    return Err(Error::invalid(format!(
+                        "the database owns key groups {have:?}, not {want:?}"
+                    )));
+                }
+                Some(_) => {}
+                None if b.read_only => {}
+                None if k.first > k.last => {
+                    return Err(Error::invalid("key-group range is empty (first > last)"));
+                }
+                None => inner
+                    .middle
+                    .tree()
+                    .commit(Default::default(), |m| m.key_groups = Some(want))?,
+            }
+        }
         // Only now may anything rewrite table data: every table's merge operator is known.
         inner.middle.start()?;
         inner.recover_wal(
