@@ -957,3 +957,43 @@ fn instances_that_declare_their_key_groups_merge_on_scale_in() {
     let m = target.read(&target.find(2).unwrap()[0]).unwrap();
     assert_eq!(m.key_groups, Some((0, MAX_PAR - 1)));
 }
+
+/// A database restored from S3 copies the checkpoint's files to its disk cache in the
+/// background and reads them locally from then on (needs the S3 server; the memory and
+/// local stores are not remote).
+#[test]
+fn restored_files_are_mirrored_locally_from_s3() {
+    let Some(s3) = s3_settings("cp-mirror") else {
+        return;
+    };
+    let s: Arc<dyn Storage> = Arc::new(ObjectStorage::s3(&s3).unwrap());
+    let target = CheckpointStore::new(s.clone(), "cp").unwrap();
+    let home = TestHome::new(StoreKind::Memory);
+    let db = home.open(settings()).unwrap();
+    let t = tables(&db);
+    let mut model = Model::new();
+    random_ops(&db, &t, &mut model, &mut Rng(17), 6000);
+    db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let r = Db::builder(Settings {
+        disk_cache_dir: Some(cache.path().to_path_buf()),
+        ..settings()
+    })
+    .storage(fresh())
+    .external_store(s.clone())
+    .restore(&[RestoreSource::one(&target, 1).unwrap()], None)
+    .unwrap();
+    assert_eq!(r.mirror_now(), 0, "every file is local");
+    // The checkpoint's objects go away: the restored database reads its local copies.
+    for o in s.list("cp/shared/").unwrap() {
+        s.delete(&o.path).unwrap();
+    }
+    assert_eq!(contents(&r), model);
+    check_gets(&r, &model);
+    // A new restore of that checkpoint is refused: its files are gone.
+    let e = Db::builder(settings())
+        .storage(fresh())
+        .restore(&[RestoreSource::one(&target, 1).unwrap()], None)
+        .unwrap_err();
+    assert!(e.is_corruption(), "{e}");
+}

@@ -132,6 +132,9 @@ impl Engine for StrataEngine {
 }
 
 #[cfg(feature = "rocksdb")]
+pub use rocks::RocksEngine;
+
+#[cfg(feature = "rocksdb")]
 mod rocks {
     use super::*;
     use rocksdb::{
@@ -174,7 +177,8 @@ mod rocks {
     const CFS: [&str; 3] = ["value", "list", "map"];
 
     impl RocksEngine {
-        pub(super) fn open(dir: &Path, budget: u64, partitioned: bool) -> Result<Self, String> {
+        /// Opens (or creates) the database in `dir` with Flink's managed-memory setup.
+        pub fn open(dir: &Path, budget: u64, partitioned: bool) -> Result<Self, String> {
             let ratio = 0.5;
             let cache_bytes = ((3.0 - ratio) * budget as f64 / 3.0) as usize;
             let wbm_bytes = (2.0 * budget as f64 * ratio / 3.0) as usize;
@@ -223,6 +227,11 @@ mod rocks {
                 _cache: cache,
                 _wbm: wbm,
             })
+        }
+
+        /// The RocksDB handle (checkpoints, range deletes).
+        pub fn raw(&self) -> &DB {
+            &self.db
         }
 
         fn cf(&self, t: StateTable) -> &rocksdb::ColumnFamily {

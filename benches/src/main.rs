@@ -29,6 +29,9 @@ struct Cli {
 enum Cmd {
     /// Runs the comparison and prints the table with ratios.
     Compare(CompareArgs),
+    /// Checkpoint, restore and rescaling costs of one engine on a remote store (one engine
+    /// per run, so the peak RSS is its own).
+    Checkpoint(CheckpointArgs),
     /// Runs one workload on one engine and prints its results as JSON lines (internal).
     #[command(hide = true)]
     Child(ChildArgs),
@@ -75,6 +78,25 @@ struct CompareArgs {
 }
 
 #[derive(Args)]
+struct CheckpointArgs {
+    /// `strata` or `rocksdb` (Flink's way: hard-link checkpoint, upload, download).
+    #[arg(long, default_value = "strata")]
+    engine: String,
+    /// State size to load, MiB (keys and values).
+    #[arg(long, default_value_t = 100)]
+    size_mb: u64,
+    /// Memory budget, MiB.
+    #[arg(long, default_value_t = 256)]
+    budget_mb: u64,
+    /// The checkpoint store: `s3` (SeaweedFS or any S3 from `STRATA_S3_*`) or `local`.
+    #[arg(long, default_value = "local")]
+    remote: String,
+    /// Where local databases are created.
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
 struct ChildArgs {
     #[command(flatten)]
     common: Common,
@@ -90,12 +112,32 @@ fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Compare(a) => compare(a),
+        Cmd::Checkpoint(a) => checkpoint(a),
         Cmd::Child(a) => child(a),
     };
     if let Err(e) = r {
         eprintln!("strata-bench: {e}");
         std::process::exit(1);
     }
+}
+
+fn checkpoint(a: CheckpointArgs) -> Result<(), String> {
+    let cfg = strata_bench::checkpoints::CkConfig {
+        engine: a.engine.clone(),
+        size_bytes: a.size_mb << 20,
+        budget: a.budget_mb << 20,
+        data_dir: a.data_dir,
+        remote: a.remote.clone(),
+    };
+    let metrics = strata_bench::checkpoints::run(&cfg)?;
+    println!(
+        "| {} on {}, {} MiB, budget {} MiB | |\n| --- | --- |",
+        a.engine, a.remote, a.size_mb, a.budget_mb
+    );
+    for m in metrics {
+        println!("| {} | {} |", m.name, m.value);
+    }
+    Ok(())
 }
 
 fn child(a: ChildArgs) -> Result<(), String> {

@@ -18,6 +18,7 @@ mod iter;
 pub mod key;
 mod lsm;
 mod merge;
+mod mirror;
 mod storage;
 mod table;
 #[doc(hidden)]
@@ -46,6 +47,7 @@ pub use lsm::version::{
     table_path, FileMeta, FileOrigin, KeyGroupFilter, Levels, Version, VersionEdit, NUM_LEVELS,
 };
 pub use merge::{AppendOperator, MergeOperator, U64AddOperator};
+pub use mirror::Mirror;
 pub use storage::{
     read_with_hint, ObjectInfo, ObjectStorage, ReadHint, S3Settings, Storage, StoreSet,
 };

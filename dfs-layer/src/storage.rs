@@ -95,17 +95,44 @@ pub trait Storage: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone, Default)]
 pub struct StoreSet {
     stores: std::collections::HashMap<String, Arc<dyn Storage>>,
+    /// Where remote stores' files are mirrored locally, and how many bytes at most.
+    mirror: Option<(PathBuf, u64)>,
+    mirrors: std::collections::HashMap<String, Arc<crate::mirror::Mirror>>,
 }
 
 impl StoreSet {
+    /// Mirrors the files read from remote stores into `dir` (up to `max_bytes`; see
+    /// [`crate::mirror::Mirror`]). Takes effect for stores resolved afterwards.
+    pub fn set_mirror(&mut self, dir: PathBuf, max_bytes: u64) {
+        self.mirror = Some((dir, max_bytes));
+    }
+
+    /// The mirror of the store at `location`, if it has one.
+    pub fn mirror_of(&self, location: &str) -> Option<Arc<crate::mirror::Mirror>> {
+        self.mirrors.get(location).cloned()
+    }
+
     /// Registers `storage` under its location.
     pub fn add(&mut self, storage: Arc<dyn Storage>) {
         self.stores.insert(storage.location(), storage);
     }
 
-    /// The handle for `location`, opening a local directory on first use.
+    /// The handle for `location`, opening a local directory on first use; a remote store
+    /// comes wrapped in its mirror when one is set.
     pub fn resolve(&mut self, location: &str) -> Result<Arc<dyn Storage>> {
+        if let Some(m) = self.mirrors.get(location) {
+            return Ok(m.clone());
+        }
         if let Some(s) = self.stores.get(location) {
+            if let (Some((dir, max)), true) = (&self.mirror, s.is_remote()) {
+                let sub = dir.join(format!(
+                    "{:016x}",
+                    crate::bloom::hash64(location.as_bytes())
+                ));
+                let m = Arc::new(crate::mirror::Mirror::new(s.clone(), sub, *max)?);
+                self.mirrors.insert(location.to_string(), m.clone());
+                return Ok(m);
+            }
             return Ok(s.clone());
         }
         if let Some(dir) = location.strip_prefix("file://") {

@@ -290,6 +290,13 @@ impl Db {
         self.inner.apply.lock().wal.as_ref().map(|w| w.durable())
     }
 
+    /// Copies the files this database reads from a remote checkpoint store to its local
+    /// mirror (`Settings::disk_cache_dir`) now, instead of waiting for the background copy.
+    /// Returns how many are still read remotely (those over the size bound).
+    pub fn mirror_now(&self) -> usize {
+        self.inner.middle.tree().mirror_now()
+    }
+
     /// Statistics for every tier.
     pub fn stats(&self) -> Stats {
         let i = &self.inner;

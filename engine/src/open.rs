@@ -54,6 +54,12 @@ impl Db {
             }
         }
         let cache = Arc::new(cache);
+        // Files restored from a remote checkpoint are copied to local disk in the background
+        // (the disk cache's `mirror/`), then read locally.
+        let mut externals = b.external_stores.clone();
+        if let Some(dir) = &settings.disk_cache_dir {
+            externals.set_mirror(dir.join("mirror"), settings.disk_cache_bytes);
+        }
         let hooks = Arc::new(Hooks::new());
         let tree_opts = TreeOptions {
             compaction: settings.effective_compaction(),
@@ -69,7 +75,7 @@ impl Db {
             Some(cache.clone()),
             tree_opts,
             hooks.clone(),
-            b.external_stores.clone(),
+            externals,
         )?;
         hooks.set_db_id(recovered.state.db_id);
         let middle = MiddleTier::new(

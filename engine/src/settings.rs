@@ -55,9 +55,11 @@ pub struct Settings {
     /// What reopening does with a damaged WAL (RocksDB's `WALRecoveryMode`); the default,
     /// [`WalRecovery::TolerateCorruptedTail`], accepts only a torn tail.
     pub wal_recovery: WalRecovery,
-    /// Local directory for the block cache's disk tier (used for remote stores only).
+    /// Local directory for the block cache's disk tier (used for remote stores only), and
+    /// (in `mirror/`) for local copies of the files a restored database reads from a remote
+    /// checkpoint store.
     pub disk_cache_dir: Option<PathBuf>,
-    /// Size bound of the disk tier.
+    /// Size bound of the disk tier, and separately of the mirrored files.
     pub disk_cache_bytes: u64,
     /// Largest key accepted (at most [`MAX_KEY_BYTES`]).
     pub max_key_bytes: usize,

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::manifest::{ManifestState, ManifestStore};
 use super::options::{TreeHooks, TreeOptions};
-use super::version::{table_path, FileMeta, Version, VersionEdit};
+use super::version::{table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
 use super::writer::RunTarget;
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
@@ -64,6 +64,50 @@ pub(super) struct Inner {
     pub poisoned: AtomicBool,
     pub poison: Mutex<Option<String>>,
     pub counters: Counters,
+}
+
+/// Moves each flushed (level-0) file of `edit` as deep as it can go without changing what
+/// any read sees, as RocksDB places an ingested file: to the deepest level `l` such that no
+/// file on levels `0..=l` overlaps it (so nothing newer sits above it, and it fits into
+/// level `l`'s sorted run). A file that overlaps another file of the same edit, or of a
+/// table with a compaction running (whose outputs are not in the version yet), stays on
+/// level 0. A load into an empty or disjoint key range then costs no compaction rewrite.
+fn place_flushed(st: &State, edit: &mut VersionEdit) {
+    let version = &st.manifest.version;
+    let added: Vec<(usize, u32, Vec<u8>, Vec<u8>)> = edit
+        .added
+        .iter()
+        .map(|(l, f)| {
+            (
+                *l,
+                f.table_id,
+                f.smallest_user().to_vec(),
+                f.largest_user().to_vec(),
+            )
+        })
+        .collect();
+    for (i, (level, f)) in edit.added.iter_mut().enumerate() {
+        if *level != 0 || st.busy.contains(&f.table_id) {
+            continue;
+        }
+        let (lo, hi) = (f.smallest_user(), f.largest_user());
+        let clash = added.iter().enumerate().any(|(j, (_, t, a, b))| {
+            j != i && *t == f.table_id && a.as_slice() <= hi && b.as_slice() >= lo
+        });
+        if clash {
+            continue;
+        }
+        let Some(levels) = version.levels(f.table_id) else {
+            *level = NUM_LEVELS - 1;
+            continue;
+        };
+        let free = levels
+            .files
+            .iter()
+            .take_while(|files| !files.iter().any(|g| g.overlaps(lo, hi)))
+            .count();
+        *level = free.saturating_sub(1);
+    }
 }
 
 impl Inner {
@@ -118,9 +162,10 @@ impl Inner {
     pub(super) fn commit_locked(
         &self,
         st: &mut State,
-        edit: VersionEdit,
+        mut edit: VersionEdit,
         update: impl FnOnce(&mut ManifestState),
     ) -> Result<()> {
+        place_flushed(st, &mut edit);
         let mut next = st.manifest.clone();
         next.version = st.manifest.version.apply(&edit);
         update(&mut next);
@@ -152,9 +197,15 @@ impl Inner {
         };
         for f in doomed {
             self.readers.lock().remove(&f.number);
-            if f.is_owned() {
+            match &f.origin {
                 // A failed delete leaves an orphan that the next open removes.
-                let _ = self.storage.delete(&table_path(f.number));
+                None => drop(self.storage.delete(&table_path(f.number))),
+                // Not ours to delete; its local copy goes.
+                Some(o) => {
+                    if let Some(m) = self.externals.lock().mirror_of(&o.store) {
+                        m.evict(&o.path);
+                    }
+                }
             }
         }
     }
@@ -198,6 +249,30 @@ impl Inner {
             let _ = self.storage.delete(&table_path(n));
         }
         self.purge();
+    }
+
+    /// Copies the foreign files of the current version that live in mirrored stores to
+    /// their local mirrors, shallow levels first (every read visits them), until done or
+    /// shut down. Failures leave a file remote (it is still read from its store).
+    pub(super) fn mirror_foreign_files(&self) {
+        let version = self.current.read().clone();
+        let mut files: Vec<(usize, Arc<FileMeta>)> = version
+            .all_files()
+            .filter(|(_, _, f)| !f.is_owned())
+            .map(|(_, l, f)| (l, f.clone()))
+            .collect();
+        files.sort_by_key(|(l, f)| (*l, f.number));
+        let stop = || self.shutdown.load(std::sync::atomic::Ordering::SeqCst);
+        for (_, f) in files {
+            let Some(o) = &f.origin else { continue };
+            let Some(m) = self.externals.lock().mirror_of(&o.store) else {
+                continue;
+            };
+            if stop() {
+                return;
+            }
+            let _ = m.fetch(&o.path, f.size, &stop);
+        }
     }
 
     /// The store a file is read from.

@@ -246,6 +246,26 @@ impl LsmTree {
                 }
             }
         }
+        let has_mirror = self
+            .inner
+            .current
+            .read()
+            .all_files()
+            .filter_map(|(_, _, f)| f.origin.as_ref())
+            .any(|o| self.inner.externals.lock().mirror_of(&o.store).is_some());
+        if has_mirror {
+            let inner = self.inner.clone();
+            match std::thread::Builder::new()
+                .name("strata-mirror".into())
+                .spawn(move || inner.mirror_foreign_files())
+            {
+                Ok(t) => started.push(t),
+                Err(e) => {
+                    *threads = Some(started);
+                    return Err(Error::io("spawning the mirror thread", e));
+                }
+            }
+        }
         *threads = Some(started);
         Ok(())
     }
@@ -518,6 +538,21 @@ impl LsmTree {
     /// Releases one checkpoint's pins ([`LsmTree::pin`]); files left unreferenced are deleted.
     pub fn unpin(&self, numbers: &[u64]) {
         self.inner.unpin(numbers);
+    }
+
+    /// Copies every foreign file of the current version in a mirrored store to its local
+    /// mirror now, on the caller's thread (the background thread does the same after a
+    /// restore). Returns how many such files are still read remotely (those over the
+    /// mirror's size bound).
+    pub fn mirror_now(&self) -> usize {
+        self.inner.mirror_foreign_files();
+        let ext = self.inner.externals.lock();
+        self.current()
+            .all_files()
+            .filter_map(|(_, _, f)| f.origin.as_ref())
+            .filter_map(|o| ext.mirror_of(&o.store).map(|m| (m, o.path.clone())))
+            .filter(|(m, p)| !m.is_local(p))
+            .count()
     }
 
     /// The handle of a store foreign files are read from (resolving `file://` ones).
