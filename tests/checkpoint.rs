@@ -43,7 +43,7 @@ fn targets(test: &str) -> Vec<(String, CheckpointStore, Option<tempfile::TempDir
         let s: Arc<dyn Storage> = Arc::new(ObjectStorage::s3(&s3).unwrap());
         out.push((
             "s3".to_string(),
-            CheckpointStore::new(s, "checkpoints").unwrap(),
+            CheckpointStore::new(s, "job-checkpoints").unwrap(),
             None,
         ));
     }
@@ -996,4 +996,17 @@ fn restored_files_are_mirrored_locally_from_s3() {
         .restore(&[RestoreSource::one(&target, 1).unwrap()], None)
         .unwrap_err();
     assert!(e.is_corruption(), "{e}");
+}
+
+#[test]
+fn another_databases_in_place_directory_is_refused() {
+    let home = TestHome::new(StoreKind::Memory);
+    let db = home.open(settings()).unwrap();
+    let other = TestHome::new(StoreKind::Memory);
+    let theirs = CheckpointStore::new(other.storage(), "checkpoints").unwrap();
+    let e = db.checkpoint(1, Some(&theirs)).err().expect("refused");
+    assert!(e.to_string().contains("in-place checkpoints"), "{e}");
+    // Its own in-place directory, named explicitly, is fine.
+    let own = CheckpointStore::new(home.storage(), "checkpoints").unwrap();
+    db.checkpoint(1, Some(&own)).unwrap().wait().unwrap();
 }

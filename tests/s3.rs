@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use strata::{Db, Error, ObjectStorage, Settings, Storage};
+use strata_dfs::testing::FaultyStorage;
 use strata_tests::s3_settings;
 
 #[test]
@@ -49,15 +50,17 @@ fn a_fenced_writer_cannot_commit_on_s3() {
 }
 
 #[test]
-fn engine_on_s3_with_disk_cache_tier() {
+fn engine_on_s3_reads_table_files_from_local_copies() {
     let Some(s3) = s3_settings("engine") else {
         return;
     };
     let cache_dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::small_for_tests(1 << 20);
-    settings.disk_cache_dir = Some(cache_dir.path().join("blocks"));
+    settings.disk_cache_dir = Some(cache_dir.path().join("cache"));
     settings.disk_cache_bytes = 64 << 20;
-    let storage: Arc<dyn Storage> = Arc::new(ObjectStorage::s3(&s3).unwrap());
+    let remote: Arc<dyn Storage> = Arc::new(ObjectStorage::s3(&s3).unwrap());
+    let counted = Arc::new(FaultyStorage::new(remote.clone()));
+    let storage: Arc<dyn Storage> = counted.clone();
     let open = || {
         Db::builder(settings.clone())
             .storage(storage.clone())
@@ -72,15 +75,25 @@ fn engine_on_s3_with_disk_cache_tier() {
             .unwrap();
     }
     db.compact().unwrap();
+    // Files written by this database are local from the start (written through).
+    let reads = counted.reads();
+    for i in (0..5000u32).step_by(7) {
+        let v = db.get(&t, format!("key-{i:05}").as_bytes()).unwrap();
+        assert_eq!(v, Some(i.to_le_bytes().to_vec()), "key {i}");
+    }
+    assert_eq!(counted.reads(), reads, "no table read went to S3");
     db.close().unwrap();
     drop(db);
     assert!(
-        !storage.list("sst/").unwrap().is_empty(),
+        !remote.list("sst/").unwrap().is_empty(),
         "table files are in the bucket"
     );
 
+    // Reopened with an empty cache: the files are copied back, then read locally.
     let db = open();
     let t = db.default_table();
+    assert_eq!(db.mirror_now(), 0, "every table file is local");
+    let reads = counted.reads();
     for round in 0..2 {
         for i in (0..5000u32).step_by(7) {
             let v = db.get(&t, format!("key-{i:05}").as_bytes()).unwrap();
@@ -89,14 +102,9 @@ fn engine_on_s3_with_disk_cache_tier() {
     }
     let n = db.range(&t, b"", None).unwrap().count();
     assert_eq!(n, 5000);
-    let st = db.stats();
-    assert!(
-        st.block_cache.disk_bytes > 0,
-        "blocks fetched from S3 are kept on local disk"
-    );
-    assert!(st.block_cache.disk_misses > 0);
+    assert_eq!(counted.reads(), reads, "no table read went to S3");
     db.close().unwrap();
-    for o in storage.list("").unwrap() {
-        storage.delete(&o.path).unwrap();
+    for o in remote.list("").unwrap() {
+        remote.delete(&o.path).unwrap();
     }
 }

@@ -32,6 +32,9 @@ pub struct Mirror {
     state: Mutex<MirrorState>,
     /// One copy at a time (the background thread and `Db::mirror_now` may both ask).
     fetching: Mutex<()>,
+    /// Keep a local copy of every table file written through the mirror (a database that
+    /// lives on the remote store: its own new files are read locally from the start).
+    write_through: bool,
 }
 
 #[derive(Default)]
@@ -62,7 +65,32 @@ impl Mirror {
             max_bytes,
             state: Mutex::new(MirrorState::default()),
             fetching: Mutex::new(()),
+            write_through: false,
         })
+    }
+
+    /// Also keeps a local copy of every `.sst` object put through the mirror.
+    pub fn with_write_through(mut self) -> Self {
+        self.write_through = true;
+        self
+    }
+
+    /// Writes `data` as the local copy of `path` (if it fits); returns the open file.
+    fn write_local(&self, data: &[u8]) -> Option<(Arc<File>, u64)> {
+        let size = data.len() as u64;
+        let n = {
+            let mut st = self.state.lock();
+            if st.bytes + size > self.max_bytes {
+                return None;
+            }
+            st.next += 1;
+            st.next
+        };
+        let local = self.dir.join(format!("{n:012}.sst"));
+        std::fs::write(&local, data).ok()?;
+        let file = File::open(&local).ok();
+        let _ = std::fs::remove_file(&local);
+        Some((Arc::new(file?), size))
     }
 
     /// True if `path` is read locally.
@@ -151,7 +179,16 @@ impl Mirror {
 impl Storage for Mirror {
     fn put(&self, path: &str, data: Bytes) -> Result<()> {
         self.evict(path);
-        self.inner.put(path, data)
+        let local = (self.write_through && path.ends_with(".sst"))
+            .then(|| self.write_local(&data))
+            .flatten();
+        self.inner.put(path, data)?;
+        if let Some((file, size)) = local {
+            let mut st = self.state.lock();
+            st.bytes += size;
+            st.files.insert(path.to_string(), (file, size));
+        }
+        Ok(())
     }
     fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool> {
         self.inner.put_if_absent(path, data)
@@ -231,6 +268,16 @@ mod tests {
         assert!(!m.fetch("b.sst", data.len() as u64, &|| true).unwrap());
         assert!(!m.is_local("b.sst"));
         assert!(m.fetch("b.sst", data.len() as u64, &|| false).unwrap());
+        // Write-through: a put is local at once.
+        let wt = Mirror::new(remote.clone(), dir.path().join("w"), 1 << 20)
+            .unwrap()
+            .with_write_through();
+        wt.put("d.sst", Bytes::from(data.clone())).unwrap();
+        assert!(wt.is_local("d.sst"));
+        wt.put("MANIFEST", Bytes::from_static(b"m")).unwrap();
+        assert!(!wt.is_local("MANIFEST"), "only table files");
+        wt.delete("d.sst").unwrap();
+        assert!(!wt.is_local("d.sst") && wt.local_bytes() == 0);
         // A size that does not match the object is an error, not a short local copy.
         remote.put("c.sst", Bytes::from_static(b"short")).unwrap();
         assert!(m.fetch("c.sst", 10, &|| false).is_err());

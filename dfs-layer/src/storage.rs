@@ -107,6 +107,13 @@ impl StoreSet {
         self.mirror = Some((dir, max_bytes));
     }
 
+    /// Registers `mirror` as the handle (and mirror) of its store's location.
+    pub fn add_mirror(&mut self, mirror: Arc<crate::mirror::Mirror>) {
+        let loc = mirror.location();
+        self.stores.insert(loc.clone(), mirror.clone());
+        self.mirrors.insert(loc, mirror);
+    }
+
     /// The mirror of the store at `location`, if it has one.
     pub fn mirror_of(&self, location: &str) -> Option<Arc<crate::mirror::Mirror>> {
         self.mirrors.get(location).cloned()

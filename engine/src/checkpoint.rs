@@ -179,6 +179,15 @@ impl Db {
             None => in_place(&inner)?,
             Some(t) => t.clone(),
         };
+        if target.dir == IN_PLACE_DIR && target.storage.location() != inner.storage.location() {
+            // Another database's in-place directory: its releases would not see these
+            // references (rule 4, DESIGN.md §8).
+            return Err(Error::invalid(format!(
+                "{IN_PLACE_DIR:?} holds the in-place checkpoints of the database in {}; \
+                 checkpoint into another directory",
+                target.storage.location()
+            )));
+        }
         if target.storage.location() == inner.storage.location() {
             if target.dir != IN_PLACE_DIR {
                 return Err(Error::invalid(format!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use strata_chunkcache::{MiddleSettings, MiddleTier};
-use strata_dfs::{BlockCache, Error, LsmTree, ObjectStorage, Result, Storage, TreeOptions};
+use strata_dfs::{BlockCache, Error, LsmTree, Mirror, ObjectStorage, Result, Storage, TreeOptions};
 
 use crate::catalog::{Hooks, DEFAULT_TABLE};
 use crate::commit::{ApplyState, CommitQueue};
@@ -47,19 +47,29 @@ impl Db {
         let storage = b.target_storage()?;
         let settings = b.settings;
         let split = settings.split();
-        let mut cache = BlockCache::new(split.block_cache);
-        if storage.is_remote() {
-            if let Some(dir) = &settings.disk_cache_dir {
-                cache = cache.with_disk_tier(dir.clone(), settings.disk_cache_bytes)?;
-            }
-        }
-        let cache = Arc::new(cache);
-        // Files restored from a remote checkpoint are copied to local disk in the background
-        // (the disk cache's `mirror/`), then read locally.
+        let cache = Arc::new(BlockCache::new(split.block_cache));
+        // With a disk cache, table files on a remote store are read from local copies: the
+        // database's own (written through when created, copied in the background after an
+        // open) in `<disk_cache_dir>/own`, files restored from a remote checkpoint in
+        // `<disk_cache_dir>/mirror`. (Mirrored stores report themselves local, so the block
+        // cache keeps no second, block-level disk copy.)
         let mut externals = b.external_stores.clone();
-        if let Some(dir) = &settings.disk_cache_dir {
-            externals.set_mirror(dir.join("mirror"), settings.disk_cache_bytes);
-        }
+        let storage = match &settings.disk_cache_dir {
+            Some(dir) => {
+                externals.set_mirror(dir.join("mirror"), settings.disk_cache_bytes);
+                if storage.is_remote() {
+                    let m = Arc::new(
+                        Mirror::new(storage, dir.join("own"), settings.disk_cache_bytes)?
+                            .with_write_through(),
+                    );
+                    externals.add_mirror(m.clone());
+                    m as Arc<dyn Storage>
+                } else {
+                    storage
+                }
+            }
+            None => storage,
+        };
         let hooks = Arc::new(Hooks::new());
         let tree_opts = TreeOptions {
             compaction: settings.effective_compaction(),

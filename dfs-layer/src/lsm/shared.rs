@@ -251,27 +251,28 @@ impl Inner {
         self.purge();
     }
 
-    /// Copies the foreign files of the current version that live in mirrored stores to
-    /// their local mirrors, shallow levels first (every read visits them), until done or
-    /// shut down. Failures leave a file remote (it is still read from its store).
-    pub(super) fn mirror_foreign_files(&self) {
+    /// Copies the files of the current version that live in mirrored stores (foreign ones,
+    /// and the database's own when it lives on a remote store) to their local mirrors,
+    /// shallow levels first (every read visits them), until done or shut down. Failures
+    /// leave a file remote (it is still read from its store).
+    pub(super) fn mirror_files(&self) {
         let version = self.current.read().clone();
         let mut files: Vec<(usize, Arc<FileMeta>)> = version
             .all_files()
-            .filter(|(_, _, f)| !f.is_owned())
             .map(|(_, l, f)| (l, f.clone()))
             .collect();
         files.sort_by_key(|(l, f)| (*l, f.number));
         let stop = || self.shutdown.load(std::sync::atomic::Ordering::SeqCst);
+        let own = self.storage.location();
         for (_, f) in files {
-            let Some(o) = &f.origin else { continue };
-            let Some(m) = self.externals.lock().mirror_of(&o.store) else {
+            let location = f.origin.as_ref().map_or(own.as_str(), |o| o.store.as_str());
+            let Some(m) = self.externals.lock().mirror_of(location) else {
                 continue;
             };
             if stop() {
                 return;
             }
-            let _ = m.fetch(&o.path, f.size, &stop);
+            let _ = m.fetch(&f.path(), f.size, &stop);
         }
     }
 

@@ -246,18 +246,16 @@ impl LsmTree {
                 }
             }
         }
-        let has_mirror = self
-            .inner
-            .current
-            .read()
-            .all_files()
-            .filter_map(|(_, _, f)| f.origin.as_ref())
-            .any(|o| self.inner.externals.lock().mirror_of(&o.store).is_some());
+        let own = self.inner.storage.location();
+        let has_mirror = self.inner.current.read().all_files().any(|(_, _, f)| {
+            let location = f.origin.as_ref().map_or(own.as_str(), |o| o.store.as_str());
+            self.inner.externals.lock().mirror_of(location).is_some()
+        });
         if has_mirror {
             let inner = self.inner.clone();
             match std::thread::Builder::new()
                 .name("strata-mirror".into())
-                .spawn(move || inner.mirror_foreign_files())
+                .spawn(move || inner.mirror_files())
             {
                 Ok(t) => started.push(t),
                 Err(e) => {
@@ -545,12 +543,15 @@ impl LsmTree {
     /// restore). Returns how many such files are still read remotely (those over the
     /// mirror's size bound).
     pub fn mirror_now(&self) -> usize {
-        self.inner.mirror_foreign_files();
+        self.inner.mirror_files();
         let ext = self.inner.externals.lock();
+        let own = self.inner.storage.location();
         self.current()
             .all_files()
-            .filter_map(|(_, _, f)| f.origin.as_ref())
-            .filter_map(|o| ext.mirror_of(&o.store).map(|m| (m, o.path.clone())))
+            .filter_map(|(_, _, f)| {
+                let location = f.origin.as_ref().map_or(own.as_str(), |o| o.store.as_str());
+                ext.mirror_of(location).map(|m| (m, f.path()))
+            })
             .filter(|(m, p)| !m.is_local(p))
             .count()
     }
