@@ -267,12 +267,20 @@ pub fn run(cfg: &CkConfig) -> Result<Vec<Metric>, String> {
     if let Some(p) = peak_rss_bytes() {
         m(&mut out, "peak RSS", mib(p));
     }
+    // The remote objects go (the local ones with `scratch`).
+    let remote = remote(cfg, scratch.path())?;
+    for o in remote.list("").map_err(|e| e.to_string())? {
+        let _ = remote.delete(&o.path);
+    }
     Ok(out)
 }
 
+/// The engine's settings: the memory budget, and a disk cache that holds the whole state
+/// (as RocksDB's restore needs the whole state on local disk).
 fn settings(cfg: &CkConfig) -> Settings {
     Settings {
         memory_budget_bytes: cfg.budget,
+        disk_cache_bytes: 4 * cfg.size_bytes + (1 << 30),
         ..Settings::default()
     }
 }
