@@ -221,6 +221,7 @@ fn checkpoint_rounds(
     Ok(id)
 }
 
+#[cfg(feature = "rocksdb")]
 fn report_reads(out: &mut Vec<Metric>, what: &str, opened: Duration, w: &[f64]) {
     let last = w.last().copied().unwrap_or(0.0);
     let first = w.first().copied().unwrap_or(0.0);
