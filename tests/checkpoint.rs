@@ -1010,3 +1010,35 @@ fn another_databases_in_place_directory_is_refused() {
     let own = CheckpointStore::new(home.storage(), "checkpoints").unwrap();
     db.checkpoint(1, Some(&own)).unwrap().wait().unwrap();
 }
+
+/// A database on S3 checkpointing into another prefix of the same bucket: the store copies
+/// the files itself (CopyObject), nothing passes through the process.
+#[test]
+fn checkpoints_within_one_bucket_copy_server_side() {
+    let (Some(db_s3), Some(cp_s3)) = (s3_settings("cp-ssc-db"), s3_settings("cp-ssc-target"))
+    else {
+        return;
+    };
+    let db_store: Arc<dyn Storage> = Arc::new(ObjectStorage::s3(&db_s3).unwrap());
+    let cp_store: Arc<dyn Storage> = Arc::new(ObjectStorage::s3(&cp_s3).unwrap());
+    let target = CheckpointStore::new(cp_store, "cp").unwrap();
+    let db = Db::builder(settings()).storage(db_store).open().unwrap();
+    let t = tables(&db);
+    let mut model = Model::new();
+    random_ops(&db, &t, &mut model, &mut Rng(23), 4000);
+    let info = db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
+    assert!(info.files_copied_in_store > 0, "{info:?}");
+    assert_eq!(
+        (info.files_uploaded, info.bytes_uploaded),
+        (0, 0),
+        "{info:?}"
+    );
+    assert_eq!(contents(&restore(&target, 1)), model);
+    // Another bucket (a local directory) gets the bytes through the process.
+    let local = CheckpointStore::new(fresh(), "").unwrap();
+    let info = db.checkpoint(2, Some(&local)).unwrap().wait().unwrap();
+    assert!(
+        info.files_uploaded > 0 && info.files_copied_in_store == 0,
+        "{info:?}"
+    );
+}

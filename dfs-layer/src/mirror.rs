@@ -236,6 +236,13 @@ impl Storage for Mirror {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn object_key(&self, path: &str) -> Option<(String, String)> {
+        self.inner.object_key(path)
+    }
+    fn copy_from(&self, source: &dyn Storage, from: &str, to: &str) -> Result<bool> {
+        self.evict(to);
+        self.inner.copy_from(source, from, to)
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,18 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn is_remote(&self) -> bool {
         false
     }
+    /// Where `path` lives below this store's prefix, as (the identity of the underlying
+    /// bucket or directory, the full object key), for server-side copies between two
+    /// stores over one bucket; `None` if the store cannot say.
+    fn object_key(&self, _path: &str) -> Option<(String, String)> {
+        None
+    }
+    /// Copies `from` of `source` to `to` of this store without moving the bytes through
+    /// this process, when both are over the same bucket (S3's `CopyObject`); returns false,
+    /// having done nothing, when they are not.
+    fn copy_from(&self, _source: &dyn Storage, _from: &str, _to: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// A name for where the objects live, the same for every handle on the same objects:
     /// `file:///abs/dir`, `s3://bucket/prefix?endpoint=...`, `memory://<n>`. Manifests record
     /// it for files a database reads from another store (a checkpoint it was restored from);
@@ -215,6 +227,8 @@ pub struct ObjectStorage {
     remote: bool,
     description: String,
     location: String,
+    /// The identity of the bucket (or directory, or memory store) under the prefix.
+    bucket: String,
     runtime: tokio::runtime::Runtime,
     /// For the local directory: ranged reads bypass the async runtime and use positional
     /// reads (`pread`) on cached file handles (the objects are immutable; a `put` or
@@ -278,6 +292,7 @@ impl ObjectStorage {
         remote: bool,
         description: String,
         location: String,
+        bucket: String,
     ) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -292,6 +307,7 @@ impl ObjectStorage {
             remote,
             description,
             location,
+            bucket,
             runtime,
             local: None,
         })
@@ -313,6 +329,7 @@ impl ObjectStorage {
             false,
             format!("local directory {}", dir.display()),
             format!("file://{}", dir.display()),
+            format!("file://{}", dir.display()),
         )?;
         s.local = Some(LocalReads {
             root: dir,
@@ -330,6 +347,7 @@ impl ObjectStorage {
             "",
             false,
             format!("in-memory store {n}"),
+            format!("memory://{}/{n}", std::process::id()),
             format!("memory://{}/{n}", std::process::id()),
         )
     }
@@ -360,7 +378,19 @@ impl ObjectStorage {
             settings.prefix.trim_matches('/'),
             settings.endpoint.as_deref().unwrap_or("aws")
         );
-        Self::with_store(Arc::new(store), &settings.prefix, true, desc, location)
+        let bucket = format!(
+            "s3://{}?endpoint={}",
+            settings.bucket,
+            settings.endpoint.as_deref().unwrap_or("aws")
+        );
+        Self::with_store(
+            Arc::new(store),
+            &settings.prefix,
+            true,
+            desc,
+            location,
+            bucket,
+        )
     }
 
     fn full_path(&self, path: &str) -> Path {
@@ -515,5 +545,26 @@ impl Storage for ObjectStorage {
 
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn object_key(&self, path: &str) -> Option<(String, String)> {
+        Some((self.bucket.clone(), self.full_path(path).to_string()))
+    }
+
+    fn copy_from(&self, source: &dyn Storage, from: &str, to: &str) -> Result<bool> {
+        let Some((bucket, key)) = source.object_key(from) else {
+            return Ok(false);
+        };
+        if bucket != self.bucket {
+            return Ok(false);
+        }
+        if let Some(l) = &self.local {
+            l.forget(to);
+        }
+        let to_path = self.full_path(to);
+        self.runtime
+            .block_on(self.store.copy(&Path::from(key), &to_path))
+            .map_err(|e| self.map_err("copy to", to, e))?;
+        Ok(true)
     }
 }

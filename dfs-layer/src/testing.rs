@@ -269,6 +269,13 @@ impl Storage for FaultyStorage {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn object_key(&self, path: &str) -> Option<(String, String)> {
+        self.inner.object_key(path)
+    }
+    fn copy_from(&self, source: &dyn Storage, from: &str, to: &str) -> Result<bool> {
+        self.check_put(to)?;
+        self.inner.copy_from(source, from, to)
+    }
 }
 
 /// A store that, on a simulated power loss, loses every put not yet made durable with
