@@ -426,6 +426,9 @@ fn strata_run(
         format!("{rw:.0} ({:.0}% of local)", 100.0 * rw / l.max(1.0)),
     );
     drop(r);
+    for dir in ["restored", "disk-cache"] {
+        let _ = std::fs::remove_dir_all(scratch.join(dir)); // disk space for the 4 GiB runs
+    }
     // Rescale 1 -> 2.
     let started = Instant::now();
     let mut halves = Vec::new();
@@ -463,6 +466,9 @@ fn strata_run(
             .map_err(e)?;
     }
     drop(halves);
+    for dir in ["half-0", "half-1", "disk-cache-0", "disk-cache-1"] {
+        let _ = std::fs::remove_dir_all(scratch.join(dir));
+    }
     let started = Instant::now();
     let merged = Db::builder(Settings {
         disk_cache_dir: Some(scratch.join("disk-cache-merged")),
@@ -609,7 +615,8 @@ mod rocks {
         let w = read_windows(&get, n, Duration::from_secs(5), Duration::from_millis(500));
         report_reads(&mut out, "restored", opened, &w);
         drop(r);
-        // Rescale 1 -> 2: each instance downloads everything, opens, clips its range.
+        let _ = std::fs::remove_dir_all(&rdir); // disk space for the 4 GiB runs
+                                                // Rescale 1 -> 2: each instance downloads everything, opens, clips its range.
         let started = Instant::now();
         let mut halves = Vec::new();
         for i in 0..2u16 {
@@ -654,6 +661,9 @@ mod rocks {
             )?;
         }
         drop(halves);
+        for i in 0..2 {
+            let _ = std::fs::remove_dir_all(scratch.join(format!("half-{i}")));
+        }
         let started = Instant::now();
         let base_dir = scratch.join("merged");
         download(&*remote, 1000, &base_dir)?;
