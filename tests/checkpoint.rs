@@ -1042,3 +1042,71 @@ fn checkpoints_within_one_bucket_copy_server_side() {
         "{info:?}"
     );
 }
+
+#[test]
+fn merges_match_tables_by_name_and_refuse_conflicting_definitions() {
+    let target = CheckpointStore::new(fresh(), "").unwrap();
+    let halves = [
+        KeyGroups { first: 0, last: 63 },
+        KeyGroups {
+            first: 64,
+            last: 127,
+        },
+    ];
+    for (i, groups) in halves.iter().enumerate() {
+        let home = TestHome::new(StoreKind::Memory);
+        let db = home.builder(settings()).key_groups(*groups).open().unwrap();
+        let opts = TableOptions {
+            key_group: Some(strata::KeyGroupField {
+                offset: 0,
+                width: 1,
+            }),
+            ..TableOptions::default()
+        };
+        // Created in different orders, so the ids differ between the two.
+        let names = if i == 0 { ["a", "b"] } else { ["b", "a"] };
+        for n in names {
+            let t = db.create_table(n, opts.clone()).unwrap();
+            db.put(&t, &[groups.first as u8, b'k'], n.as_bytes())
+                .unwrap();
+        }
+        db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
+    }
+    let merged = Db::builder(settings())
+        .storage(fresh())
+        .restore(&RestoreSource::all(&target, 1).unwrap(), None)
+        .unwrap();
+    for n in ["a", "b"] {
+        let t = merged.table(n).unwrap();
+        for g in [0u8, 64] {
+            assert_eq!(
+                merged.get(&t, &[g, b'k']).unwrap().as_deref(),
+                Some(n.as_bytes())
+            );
+        }
+    }
+    // A third checkpoint (of other key groups) defining "a" differently cannot merge.
+    let home = TestHome::new(StoreKind::Memory);
+    let db = home
+        .builder(settings())
+        .key_groups(KeyGroups {
+            first: 200,
+            last: 200,
+        })
+        .open()
+        .unwrap();
+    let t = db
+        .create_table("a", TableOptions::with_merge(MergeKind::Append))
+        .unwrap();
+    db.put(&t, b"x", b"y").unwrap();
+    let other = CheckpointStore::new(fresh(), "").unwrap();
+    db.checkpoint(1, Some(&other)).unwrap().wait().unwrap();
+    let mut sources = RestoreSource::all(&target, 1).unwrap();
+    sources.truncate(1);
+    sources.push(RestoreSource::one(&other, 1).unwrap());
+    let e = Db::builder(settings())
+        .storage(fresh())
+        .restore(&sources, None)
+        .unwrap_err();
+    assert!(e.to_string().contains("different options"), "{e}");
+}

@@ -654,19 +654,8 @@ fn plan_restore(
         }
     }
     // Tables by name; ids of the first source that has a name win, others are renumbered.
+    // One name must have one definition in every source.
     let mut by_name: BTreeMap<String, (u32, TableDef)> = BTreeMap::new();
-    for (_, m) in manifests {
-        for def in m.tables.values() {
-            if let Some((_, d)) = by_name.get(&def.name) {
-                if d.options != def.options {
-                    return Err(Error::invalid(format!(
-                        "table {:?} has different options in the checkpoints",
-                        def.name
-                    )));
-                }
-            }
-        }
-    }
     let mut next_id = 1 + manifests
         .iter()
         .flat_map(|(_, m)| m.tables.keys().copied())
@@ -675,15 +664,22 @@ fn plan_restore(
     let mut used: HashSet<u32> = HashSet::new();
     for (_, m) in manifests {
         for (id, def) in &m.tables {
-            if by_name.contains_key(&def.name) {
+            if let Some((_, d)) = by_name.get(&def.name) {
+                if d.options != def.options {
+                    return Err(Error::invalid(format!(
+                        "table {:?} has different options in the checkpoints",
+                        def.name
+                    )));
+                }
                 continue;
             }
             let new_id = if used.insert(*id) {
                 *id
             } else {
+                let n = next_id;
                 next_id += 1;
-                used.insert(next_id - 1);
-                next_id - 1
+                used.insert(n);
+                n
             };
             by_name.insert(def.name.clone(), (new_id, def.clone()));
         }
