@@ -40,6 +40,8 @@ pub struct DbBuilder {
     pub(crate) read_only: bool,
     pub(crate) external_stores: strata_dfs::StoreSet,
     pub(crate) key_groups: Option<crate::checkpoint::KeyGroups>,
+    /// Set by a restore that has just checked every foreign file.
+    pub(crate) foreign_checked: bool,
 }
 
 impl DbBuilder {
@@ -54,6 +56,7 @@ impl DbBuilder {
             read_only: false,
             external_stores: Default::default(),
             key_groups: None,
+            foreign_checked: false,
         }
     }
     /// Keep the database in this local directory (the default store). Also the default

@@ -79,6 +79,7 @@ impl Db {
             compaction_threads: settings.compaction_threads,
             read_only: b.read_only,
             sync_writes: settings.wal_sync,
+            verify_foreign: !b.foreign_checked,
         };
         let (tree, recovered) = LsmTree::open(
             storage.clone(),

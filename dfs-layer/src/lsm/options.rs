@@ -30,6 +30,9 @@ pub struct TreeOptions {
     /// Make every table file and manifest generation durable ([`crate::Storage::sync`])
     /// before anything refers to it (the engine sets it with `wal_sync`).
     pub sync_writes: bool,
+    /// Check at open that every foreign file is in its store with its size (one `size`
+    /// call each); off only right after a restore that checked them.
+    pub verify_foreign: bool,
 }
 
 impl Default for TreeOptions {
@@ -42,6 +45,7 @@ impl Default for TreeOptions {
             compaction_threads: 1,
             read_only: false,
             sync_writes: false,
+            verify_foreign: true,
         }
     }
 }
