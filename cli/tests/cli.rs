@@ -107,7 +107,13 @@ fn info_dump_sst_and_compact_show_the_database() {
         out.contains("\"lists\"") && out.contains("merge Append"),
         "{out}"
     );
-    assert!(out.contains("level 0"), "{out}");
+    // Which levels hold the files depends on background compaction and on where flushes
+    // land (the deepest level without overlap); some level lists them.
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("level ") && l.contains(" files, ")),
+        "{out}"
+    );
     let (ok, out) = strata(&["dump", d, "--table", "default", "--prefix", "only"]);
     assert!(
         ok && out.contains("only-in-wal => yes"),
