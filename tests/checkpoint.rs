@@ -12,7 +12,7 @@ use strata::{
     TimeDomain, Timer, TimerService, TtlConfig, TtlUpdate, TtlVisibility,
 };
 use strata_dfs::testing::FaultyStorage;
-use strata_tests::{s3_settings, StoreKind, TestHome, STORE_KINDS};
+use strata_tests::{child_test, s3_settings, StoreKind, TestHome, STORE_KINDS};
 
 fn settings() -> Settings {
     Settings {
@@ -579,10 +579,7 @@ fn rescale_out_and_in_by_key_group_range_with_keyed_state_and_timers() {
                     .storage(fresh())
                     .restore(
                         &[RestoreSource::one(&target, 1).unwrap()],
-                        Some(KeyGroups {
-                            first: r.start,
-                            last: r.end,
-                        }),
+                        Some(KeyGroups::from(r)),
                     )
                     .unwrap()
             })
@@ -618,13 +615,7 @@ fn rescale_out_and_in_by_key_group_range_with_keyed_state_and_timers() {
             let r = KeyGroupRange::for_operator(MAX_PAR, 3, i);
             let third = Db::builder(settings())
                 .storage(fresh())
-                .restore(
-                    &sources,
-                    Some(KeyGroups {
-                        first: r.start,
-                        last: r.end,
-                    }),
-                )
+                .restore(&sources, Some(KeyGroups::from(r)))
                 .unwrap();
             check_keyed(
                 &keyed(&third, all),
@@ -724,20 +715,11 @@ fn checkpoint_child() {
 #[test]
 fn sigkill_during_checkpoints_leaves_the_confirmed_ones_restorable() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     for kill_at in [2u64, 5, 9] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "checkpoint_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
+        let mut child = child_test("checkpoint_child", CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -854,14 +836,7 @@ fn savepoints_are_self_contained_and_import_by_key_group_range() {
         let half = KeyGroupRange::for_operator(MAX_PAR, 2, 1);
         let sp_all = db.savepoint(7, &target, None).unwrap();
         let sp_half = db
-            .savepoint(
-                8,
-                &target,
-                Some(KeyGroups {
-                    first: half.start,
-                    last: half.end,
-                }),
-            )
+            .savepoint(8, &target, Some(KeyGroups::from(half)))
             .unwrap();
         assert!(sp_half.bytes < sp_all.bytes, "{name}: the half is smaller");
         for sp in [&sp_all, &sp_half] {
@@ -898,10 +873,7 @@ fn savepoints_are_self_contained_and_import_by_key_group_range() {
                 .storage(fresh())
                 .restore(
                     &[RestoreSource::one(&target, id).unwrap()],
-                    Some(KeyGroups {
-                        first: quarter.start,
-                        last: quarter.end,
-                    }),
+                    Some(KeyGroups::from(quarter)),
                 )
                 .unwrap();
             check_keyed(
@@ -922,10 +894,7 @@ fn instances_that_declare_their_key_groups_merge_on_scale_in() {
     let homes: Vec<TestHome> = (0..2).map(|_| TestHome::new(StoreKind::Memory)).collect();
     for (i, home) in homes.iter().enumerate() {
         let r = KeyGroupRange::for_operator(MAX_PAR, 2, i as u16);
-        let groups = KeyGroups {
-            first: r.start,
-            last: r.end,
-        };
+        let groups = KeyGroups::from(r);
         let db = home.builder(settings()).key_groups(groups).open().unwrap();
         let k = keyed(&db, r);
         fill(&k, &model, r);

@@ -2,9 +2,10 @@
 //! acknowledged must be there. The writer is this test binary re-run in child mode.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use strata::{Db, MergeKind, Settings, TableOptions, WriteBatch};
+use strata_tests::child_test;
 
 const CHILD_ENV: &str = "STRATA_CRASH_CHILD_DIR";
 
@@ -52,17 +53,8 @@ fn crash_child_writer() {
 fn wal_survives_sigkill() {
     for (round, kill_after) in [(0, 3_000u64), (1, 12_000), (2, 25_000)] {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "crash_child_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
+        let mut child = child_test("crash_child_writer", CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());

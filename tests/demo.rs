@@ -11,7 +11,7 @@ use strata_demo::{
     committed_rows, csv_line, run, DauRow, Event, Job, JobConfig, PvRow, Row, RunConfig, RunEnd,
     StreamConfig, DAY_MS, MINUTES_PER_DAY, MINUTE_MS,
 };
-use strata_tests::{StoreKind, TestHome, STORE_KINDS};
+use strata_tests::{child_test, StoreKind, TestHome, STORE_KINDS};
 
 /// Events that are not late: an event is late when the watermark before it (Flink's
 /// bounded out-of-orderness: max timestamp so far - delay - 1) has passed its minute.
@@ -403,16 +403,8 @@ fn demo_crash_child() {
 fn demo_job_survives_a_real_process_crash() {
     let (stream, job) = ft_stream();
     let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "demo_crash_child",
-            "--test-threads=1",
-        ])
-        .env(CRASH_CHILD_ENV, dir.path())
+    let status = child_test("demo_crash_child", CRASH_CHILD_ENV, dir.path())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(!status.success(), "the child crashed");

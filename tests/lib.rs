@@ -109,3 +109,20 @@ pub fn s3_settings(test: &str) -> Option<S3Settings> {
     }
     s3
 }
+
+/// This test binary run again as a child process that runs only the ignored test `name`,
+/// with the environment variable `env` set to `dir` (the child's cue to do its work).
+/// stderr is discarded; the caller chooses stdout and spawns it.
+pub fn child_test(name: &str, env: &str, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args([
+        "--ignored",
+        "--exact",
+        name,
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(env, dir)
+    .stderr(std::process::Stdio::null());
+    cmd
+}

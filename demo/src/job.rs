@@ -241,10 +241,7 @@ impl Job {
         }
         let clock = Arc::new(ManualClock::new(0));
         let builder = match cfg.key_groups {
-            Some(r) => builder.key_groups(KeyGroups {
-                first: r.start,
-                last: r.end,
-            }),
+            Some(r) => builder.key_groups(KeyGroups::from(r)),
             None => builder,
         };
         let db = builder.clock(clock.clone()).open()?;
@@ -262,10 +259,7 @@ impl Job {
     ) -> Result<Job> {
         let clock = Arc::new(ManualClock::new(0));
         clock.advance_to(progress.fired_through.saturating_add(1));
-        let groups = cfg.key_groups.map(|r| KeyGroups {
-            first: r.start,
-            last: r.end,
-        });
+        let groups = cfg.key_groups.map(KeyGroups::from);
         let db = builder.clock(clock.clone()).restore(sources, groups)?;
         Self::with_db(db, clock, cfg, progress)
     }

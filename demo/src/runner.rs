@@ -208,6 +208,20 @@ pub fn csv_line(row: &Row) -> String {
     }
 }
 
+/// The sink's commit: appends `rows` to `out` as CSV lines and makes them durable.
+/// Returns the bytes appended.
+fn commit_rows(out: &mut File, rows: &[Row]) -> Result<u64> {
+    let mut text = String::new();
+    for r in rows {
+        text.push_str(&csv_line(r));
+        text.push('\n');
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.sync_data())
+        .map_err(|e| io("commit output.csv", e))?;
+    Ok(text.len() as u64)
+}
+
 /// The committed rows of the job in `dir`, as CSV lines.
 pub fn committed_rows(dir: &Path) -> Result<Vec<String>> {
     let path = dir.join("output.csv");
@@ -318,15 +332,7 @@ pub fn run(
             sources.push(p.wait()?.reference);
         }
         // The sink commits, then the checkpoint is complete.
-        let mut text = String::new();
-        for r in pending.iter() {
-            text.push_str(&csv_line(r));
-            text.push('\n');
-        }
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.sync_data())
-            .map_err(|e| io("commit output.csv", e))?;
-        *out_len += text.len() as u64;
+        *out_len += commit_rows(&mut out, pending)?;
         let meta = JobMeta {
             id,
             offset,
@@ -389,14 +395,7 @@ pub fn run(
             late = late_base + stats.late_dropped;
         }
     }
-    let mut text = String::new();
-    for r in &pending {
-        text.push_str(&csv_line(r));
-        text.push('\n');
-    }
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.sync_data())
-        .map_err(|e| io("commit output.csv", e))?;
+    commit_rows(&mut out, &pending)?;
     for j in &jobs {
         j.db().close()?;
     }

@@ -44,7 +44,8 @@ pub use lsm::options::{TreeHooks, TreeOptions};
 pub use lsm::picker::{level_target, pick, CompactionOptions, CompactionPick};
 pub use lsm::tree::{check_foreign, LsmTree, Recovered, TreeStats};
 pub use lsm::version::{
-    table_path, FileMeta, FileOrigin, KeyGroupFilter, Levels, Version, VersionEdit, NUM_LEVELS,
+    table_number, table_path, FileMeta, FileOrigin, KeyGroupFilter, Levels, Version, VersionEdit,
+    NUM_LEVELS,
 };
 pub use merge::{AppendOperator, MergeOperator, U64AddOperator};
 pub use mirror::Mirror;

@@ -23,8 +23,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use strata_dfs::{
-    CheckpointFile, CheckpointManifest, CheckpointRef, CheckpointStore, Error, FileMeta,
-    FileOrigin, KeyGroupFilter, ManifestState, ManifestStore, Result, Storage, TableDef, Version,
+    table_number, CheckpointFile, CheckpointManifest, CheckpointRef, CheckpointStore, Error,
+    FileMeta, FileOrigin, KeyGroupFilter, ManifestState, ManifestStore, Result, TableDef, Version,
     VersionEdit, IN_PLACE_DIR, NUM_LEVELS,
 };
 
@@ -145,13 +145,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn own_number(path: &str) -> Option<u64> {
-    path.strip_prefix("sst/")?
-        .strip_suffix(".sst")?
-        .parse()
-        .ok()
-}
-
 impl Db {
     /// Takes checkpoint `id`: flushes every write so far (synchronously; writers wait only
     /// for this), then records the flushed state in a checkpoint manifest. `target` `None`
@@ -250,7 +243,7 @@ impl Db {
                 .files
                 .iter()
                 .filter(|f| f.meta.origin.is_none())
-                .filter_map(|f| own_number(&f.path))
+                .filter_map(|f| table_number(&f.path))
                 .collect();
             inner.middle.tree().unpin(&own);
             return Ok(());
@@ -424,7 +417,7 @@ impl Inner {
             let Some(src) = &p.copy_from else {
                 continue;
             };
-            let storage = self.source_storage(src)?;
+            let storage = self.middle.tree().storage_of(src)?;
             let path = src.path();
             // Over one bucket the store copies it (S3's CopyObject); no bytes pass here.
             if target.storage.copy_from(&*storage, &path, &p.path)? {
@@ -486,13 +479,6 @@ impl Inner {
         })
     }
 
-    fn source_storage(&self, f: &FileMeta) -> Result<Arc<dyn Storage>> {
-        match &f.origin {
-            None => Ok(self.storage.clone()),
-            Some(o) => self.middle.tree().external_store(&o.store),
-        }
-    }
-
     /// Deletes this database's shared files in `target` that no retained manifest and no
     /// upload in flight references. Called with the checkpoint lock held.
     fn collect_shared(&self, target: &CheckpointStore, db_id: u64) -> Result<()> {
@@ -537,6 +523,15 @@ pub struct KeyGroups {
     pub first: u16,
     /// Last key group (inclusive).
     pub last: u16,
+}
+
+impl From<crate::keyed::KeyGroupRange> for KeyGroups {
+    fn from(r: crate::keyed::KeyGroupRange) -> Self {
+        KeyGroups {
+            first: r.start,
+            last: r.end,
+        }
+    }
 }
 
 impl DbBuilder {

@@ -18,6 +18,7 @@ use super::version::{table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
 use super::writer::RunTarget;
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
+use crate::mirror::Mirror;
 use crate::storage::{Storage, StoreSet};
 use crate::table::{TableBuildOptions, TableReader};
 
@@ -202,7 +203,7 @@ impl Inner {
                 None => drop(self.storage.delete(&table_path(f.number))),
                 // Not ours to delete; its local copy goes.
                 Some(o) => {
-                    if let Some(m) = self.externals.lock().mirror_of(&o.store) {
+                    if let Some(m) = self.mirror_of(&f) {
                         m.evict(&o.path);
                     }
                 }
@@ -263,16 +264,23 @@ impl Inner {
             .collect();
         files.sort_by_key(|(l, f)| (*l, f.number));
         let stop = || self.shutdown.load(std::sync::atomic::Ordering::SeqCst);
-        let own = self.storage.location();
         for (_, f) in files {
-            let location = f.origin.as_ref().map_or(own.as_str(), |o| o.store.as_str());
-            let Some(m) = self.externals.lock().mirror_of(location) else {
+            let Some(m) = self.mirror_of(&f) else {
                 continue;
             };
             if stop() {
                 return;
             }
             let _ = m.fetch(&f.path(), f.size, &stop);
+        }
+    }
+
+    /// The local mirror of the store `f` is read from, if that store has one.
+    pub(super) fn mirror_of(&self, f: &FileMeta) -> Option<Arc<Mirror>> {
+        let ext = self.externals.lock();
+        match &f.origin {
+            Some(o) => ext.mirror_of(&o.store),
+            None => ext.mirror_of(&self.storage.location()),
         }
     }
 

@@ -26,7 +26,7 @@ use super::level_iter::level_iter;
 use super::manifest::{ManifestRecovery, ManifestState, ManifestStore};
 use super::options::{TreeHooks, TreeOptions};
 use super::shared::{Counters, Inner, State};
-use super::version::{table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
+use super::version::{table_number, table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
 use super::writer::{write_run, RunSpec};
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
@@ -112,15 +112,7 @@ impl LsmTree {
         let files: Vec<(u64, String)> = storage
             .list("sst/")?
             .into_iter()
-            .filter_map(|o| {
-                let n = o
-                    .path
-                    .strip_prefix("sst/")?
-                    .strip_suffix(".sst")?
-                    .parse()
-                    .ok()?;
-                Some((n, o.path))
-            })
+            .filter_map(|o| Some((table_number(&o.path)?, o.path)))
             .collect();
         let present: HashSet<u64> = files.iter().map(|(n, _)| *n).collect();
         if let Some(missing) = referenced.iter().find(|n| !present.contains(n)) {
@@ -138,20 +130,28 @@ impl LsmTree {
                 }
             }
         }
-        // Files the database's own (in-place) checkpoints reference stay, and stay pinned.
+        // Files the database's own (in-place) checkpoints reference stay, and stay pinned:
+        // each checkpoint's own files, read once. If one cannot be read, nothing is swept.
         let in_place = CheckpointStore::new(storage.clone(), IN_PLACE_DIR)?;
-        let checkpointed: Option<Vec<u64>> = in_place.referenced()?.map(|paths| {
-            paths
-                .iter()
-                .filter_map(|p| p.strip_prefix("sst/")?.strip_suffix(".sst")?.parse().ok())
-                .collect()
-        });
+        let mut checkpoint_pins: Vec<Vec<u64>> = Vec::new();
+        let mut every_checkpoint_read = true;
+        for r in in_place.list()? {
+            match in_place.read(&r) {
+                Ok(m) => checkpoint_pins.push(
+                    (m.files.iter())
+                        .filter(|f| f.meta.origin.is_none())
+                        .filter_map(|f| table_number(&f.path))
+                        .collect(),
+                ),
+                Err(_) => every_checkpoint_read = false,
+            }
+        }
         let mut orphans_deleted = 0;
         if !opts.read_only {
             let keep = ManifestStore::referenced_by_any(&*storage)?;
             store.claim(&mut manifest)?;
-            if let (Some(mut keep), Some(checkpointed)) = (keep, checkpointed.clone()) {
-                keep.extend(checkpointed);
+            if let (Some(mut keep), true) = (keep, every_checkpoint_read) {
+                keep.extend(checkpoint_pins.iter().flatten());
                 for (n, path) in &files {
                     if !keep.contains(n) {
                         storage.delete(path)?;
@@ -192,22 +192,8 @@ impl LsmTree {
             inner.set_poison("the database is open read-only");
         }
         // Pinned per in-place checkpoint, so releasing one drops one pin per file.
-        for r in in_place.list()? {
-            if let Ok(m) = in_place.read(&r) {
-                let own: Vec<u64> = m
-                    .files
-                    .iter()
-                    .filter(|f| f.meta.origin.is_none())
-                    .filter_map(|f| {
-                        f.path
-                            .strip_prefix("sst/")?
-                            .strip_suffix(".sst")?
-                            .parse()
-                            .ok()
-                    })
-                    .collect();
-                inner.pin(&own);
-            }
+        for own in &checkpoint_pins {
+            inner.pin(own);
         }
         Ok((
             LsmTree {
@@ -250,11 +236,8 @@ impl LsmTree {
                 }
             }
         }
-        let own = self.inner.storage.location();
-        let has_mirror = self.inner.current.read().all_files().any(|(_, _, f)| {
-            let location = f.origin.as_ref().map_or(own.as_str(), |o| o.store.as_str());
-            self.inner.externals.lock().mirror_of(location).is_some()
-        });
+        let has_mirror = (self.inner.current.read().all_files())
+            .any(|(_, _, f)| self.inner.mirror_of(f).is_some());
         if has_mirror {
             let inner = self.inner.clone();
             match std::thread::Builder::new()
@@ -548,31 +531,19 @@ impl LsmTree {
     /// mirror's size bound).
     pub fn mirror_now(&self) -> usize {
         self.inner.mirror_files();
-        let ext = self.inner.externals.lock();
-        let own = self.inner.storage.location();
         self.current()
             .all_files()
-            .filter_map(|(_, _, f)| {
-                let location = f.origin.as_ref().map_or(own.as_str(), |o| o.store.as_str());
-                ext.mirror_of(location).map(|m| (m, f.path()))
+            .filter(|(_, _, f)| {
+                self.inner
+                    .mirror_of(f)
+                    .is_some_and(|m| !m.is_local(&f.path()))
             })
-            .filter(|(m, p)| !m.is_local(p))
             .count()
     }
 
-    /// The handle of a store foreign files are read from (resolving `file://` ones).
-    pub fn external_store(&self, location: &str) -> Result<Arc<dyn Storage>> {
-        self.inner.externals.lock().resolve(location)
-    }
-
-    /// Registers a store foreign files may be read from.
-    pub fn add_external_store(&self, storage: Arc<dyn Storage>) {
-        self.inner.externals.lock().add(storage);
-    }
-
-    /// The next file number to be handed out, without taking it.
-    pub fn peek_file_number(&self) -> u64 {
-        self.inner.next_file.load(Ordering::SeqCst)
+    /// The store `f` is read from: this tree's own, or the one its origin names.
+    pub fn storage_of(&self, f: &FileMeta) -> Result<Arc<dyn Storage>> {
+        self.inner.storage_of(f)
     }
 }
 

@@ -200,6 +200,14 @@ pub fn table_path(number: u64) -> String {
     format!("sst/{number:020}.sst")
 }
 
+/// The file number of an own table file's path (the inverse of [`table_path`]).
+pub fn table_number(path: &str) -> Option<u64> {
+    path.strip_prefix("sst/")?
+        .strip_suffix(".sst")?
+        .parse()
+        .ok()
+}
+
 /// The levels of one state table. Level 0 is ordered newest first by file number, which is
 /// flush order (files may overlap);
 /// levels 1.. are ordered by smallest key and never overlap.
