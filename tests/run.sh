@@ -3,7 +3,7 @@
 # 127.0.0.1 for the storage conformance tests, requires it (a server that fails to start
 # fails the run), and stops it on exit. Then the benchmark smoke run, bounded fuzzing of
 # every cargo-fuzz target (fuzz/run.sh; FUZZ_SECONDS per target, default 20), and the
-# demo smoke run.
+# demo smoke run, and the C ABI suite (ffi/tests/c/run.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -74,6 +74,19 @@ if [ "$status" = 0 ]; then
     echo "test.sh: the demo crash-and-restart run failed or differs from the plain run" >> "$log"
     echo "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out (demo crash-and-restart run)" >> "$log"
     status=1
+  fi
+fi
+if [ "$status" = 0 ]; then
+  # The C ABI from real C programs: the suite plain, under ASan+UBSan and under valgrind
+  # (zero reports, zero leaks), and the C example (ffi/tests/c/run.sh). The header's drift
+  # check is a cargo test (ffi/tests/header.rs).
+  echo "== C ABI suite (plain, ASan+UBSan, valgrind) =="
+  if bash ffi/tests/c/run.sh > "$s3dir/c-suite.txt" 2>&1; then :; else status=1; tail -60 "$s3dir/c-suite.txt"; fi
+  grep -E '^C suite ' "$s3dir/c-suite.txt" || true
+  grep -E '^C suite .*: passed$' "$s3dir/c-suite.txt" | sed 's/^C suite \(.*\): passed$/test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out (C suite \1)/' >> "$log" || true
+  grep -E '^C suite .*: FAILED$' "$s3dir/c-suite.txt" | sed 's/^C suite \(.*\): FAILED$/test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out (C suite \1)/' >> "$log" || true
+  if [ "$status" != 0 ] && ! grep -q '^C suite ' "$s3dir/c-suite.txt"; then
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out (C suite build)" >> "$log"
   fi
 fi
 # One closing line over every test binary (cargo prints one "test result" per binary).

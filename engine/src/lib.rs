@@ -73,7 +73,7 @@ pub use strata_chunkcache::MiddleStats;
 pub use strata_dfs::{
     AppendOperator, CacheSnapshot, CheckpointRef, CheckpointStore, CompactionFilter,
     CompactionOptions, Compression, Error, FilterDecision, MergeOperator, ObjectStorage, Result,
-    S3Settings, Storage, TreeStats, U64AddOperator,
+    S3Settings, Storage, TreeStats, U64AddOperator, ValueKind,
 };
 pub use timers::{TimeDomain, Timer, TimerService};
 pub use wal::{WAL_FORMAT_VERSION, WAL_MAGIC};

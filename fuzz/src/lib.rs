@@ -1,12 +1,15 @@
 //! Fuzz entry points: one per decoder (block, table file, bloom filter, manifest generation,
-//! checkpoint manifest, WAL file, chunk), writer→reader round trips for tables and the WAL, and an operation
-//! sequence checked against a `BTreeMap` model. Each takes arbitrary bytes; a decoder must
+//! checkpoint manifest, WAL file, chunk), writer→reader round trips for tables and the WAL, an operation
+//! sequence checked against a `BTreeMap` model, and call sequences through the C ABI. Each takes arbitrary bytes; a decoder must
 //! return an error, never panic, hang or allocate without bound (a length field claiming
 //! 4 GiB must not allocate 4 GiB); a round trip or model check panics only on a real bug.
 //!
 //! The cargo-fuzz targets in `fuzz/targets/` call these functions (see fuzz/README.md); on
 //! stable, `cargo test -p strata-fuzz` replays every file of `fuzz/corpus/` through them.
 #![deny(missing_docs)]
+
+mod c_abi;
+pub use c_abi::fuzz_c_abi;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("table_roundtrip", fuzz_table_roundtrip),
     ("wal_roundtrip", fuzz_wal_roundtrip),
     ("ops", fuzz_ops),
+    ("c_abi", fuzz_c_abi),
 ];
 
 /// Decodes a stored block (trailer, decompression) and walks and seeks it.
