@@ -833,6 +833,26 @@ enum strata_status strata_keyed_composite_key(const struct strata_keyed_backend 
                                               size_t *out_len,
                                               char **err);
 
+// The stored (key, namespace) prefix of `key` in key group `key_group` (for keys whose
+// group the host computes itself), as a `malloc`ed buffer in `*out`, `*out_len`.
+enum strata_status strata_keyed_composite_key_in_group(const struct strata_keyed_backend *b,
+                                                       uint16_t key_group,
+                                                       const uint8_t *key,
+                                                       size_t key_len,
+                                                       const uint8_t *ns,
+                                                       size_t ns_len,
+                                                       uint8_t **out,
+                                                       size_t *out_len,
+                                                       char **err);
+
+// The backend's key-group range in `*first`, `*last`, and the length of the key-group
+// prefix of its stored keys (1 or 2 bytes) in `*prefix_len`.
+enum strata_status strata_keyed_backend_range(const struct strata_keyed_backend *b,
+                                              uint16_t *first,
+                                              uint16_t *last,
+                                              size_t *prefix_len,
+                                              char **err);
+
 // A descriptor for state `name` of kind `STRATA_STATE_*`. Reducing and aggregating kinds
 // need their callbacks set before registering.
 enum strata_status strata_state_descriptor_create(const char *name,
@@ -923,6 +943,18 @@ enum strata_status strata_value_multi_get(const struct strata_keyed_backend *b,
                                           size_t n,
                                           struct strata_values **out,
                                           char **err);
+
+// ValueState: sets `n` (key, namespace, value) triples atomically.
+enum strata_status strata_value_multi_update(const struct strata_keyed_backend *b,
+                                             const struct strata_state *s,
+                                             const uint8_t *const *keys,
+                                             const size_t *key_lens,
+                                             const uint8_t *const *nss,
+                                             const size_t *ns_lens,
+                                             const uint8_t *const *values,
+                                             const size_t *value_lens,
+                                             size_t n,
+                                             char **err);
 
 // Clears (key, namespace) of any state kind.
 enum strata_status strata_state_clear(const struct strata_keyed_backend *b,

@@ -313,7 +313,6 @@ pub unsafe extern "C" fn strata_update(
     err: *mut *mut c_char,
 ) -> strata_status {
     call(err, || {
-        need(ctx, "ctx")?;
         let d = db_arg(db)?;
         let t = table_arg(table)?;
         let key = bytes(key, key_len, "key")?;
@@ -1046,7 +1045,6 @@ pub unsafe extern "C" fn strata_set_compaction_filter(
     err: *mut *mut c_char,
 ) -> strata_status {
     call(err, || {
-        need(state, "state")?;
         let f: Option<Arc<dyn CompactionFilter>> = match filter {
             Some(f) => Some(Arc::new(CFilter(Callback {
                 state,

@@ -128,6 +128,56 @@ pub unsafe extern "C" fn strata_keyed_composite_key(
     })
 }
 
+/// The stored (key, namespace) prefix of `key` in key group `key_group` (for keys whose
+/// group the host computes itself), as a `malloc`ed buffer in `*out`, `*out_len`.
+#[no_mangle]
+pub unsafe extern "C" fn strata_keyed_composite_key_in_group(
+    b: *const strata_keyed_backend,
+    key_group: u16,
+    key: *const u8,
+    key_len: usize,
+    ns: *const u8,
+    ns_len: usize,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+    err: *mut *mut c_char,
+) -> strata_status {
+    call(err, || {
+        need(out, "out")?;
+        need(out_len, "out_len")?;
+        let k = backend(b)?.composite_key_in_group(
+            key_group,
+            bytes(key, key_len, "key")?,
+            bytes(ns, ns_len, "namespace")?,
+        )?;
+        give_bytes(&k, out, out_len)?;
+        Ok(Status::STRATA_OK)
+    })
+}
+
+/// The backend's key-group range in `*first`, `*last`, and the length of the key-group
+/// prefix of its stored keys (1 or 2 bytes) in `*prefix_len`.
+#[no_mangle]
+pub unsafe extern "C" fn strata_keyed_backend_range(
+    b: *const strata_keyed_backend,
+    first: *mut u16,
+    last: *mut u16,
+    prefix_len: *mut usize,
+    err: *mut *mut c_char,
+) -> strata_status {
+    call(err, || {
+        need(first, "first")?;
+        need(last, "last")?;
+        need(prefix_len, "prefix_len")?;
+        let be = backend(b)?;
+        let r = be.key_group_range();
+        *out_ptr(first, "first")? = r.start;
+        *out_ptr(last, "last")? = r.end;
+        *out_ptr(prefix_len, "prefix_len")? = be.key_group_prefix_len();
+        Ok(Status::STRATA_OK)
+    })
+}
+
 fn backend<'a>(b: *const strata_keyed_backend) -> FfiResult<&'a KeyedBackend> {
     Ok(&handle(b, "keyed backend")?.backend)
 }
@@ -303,7 +353,6 @@ pub unsafe extern "C" fn strata_state_descriptor_set_reduce(
     err: *mut *mut c_char,
 ) -> strata_status {
     call(err, || {
-        need(state, "state")?;
         let cb = Arc::new(Callback {
             state,
             f: reduce,
@@ -351,7 +400,6 @@ pub unsafe extern "C" fn strata_state_descriptor_set_aggregate(
     err: *mut *mut c_char,
 ) -> strata_status {
     call(err, || {
-        need(state, "state")?;
         let cb = Arc::new(Callback {
             state,
             f: (add, result),
@@ -563,6 +611,37 @@ pub unsafe extern "C" fn strata_value_multi_get(
         let pairs: Vec<(&[u8], &[u8])> = ks.into_iter().zip(ns).collect();
         let items = be.value_multi_get(st, &pairs)?;
         give_handle(strata_values { items }, out)?;
+        Ok(Status::STRATA_OK)
+    })
+}
+
+/// ValueState: sets `n` (key, namespace, value) triples atomically.
+#[no_mangle]
+pub unsafe extern "C" fn strata_value_multi_update(
+    b: *const strata_keyed_backend,
+    s: *const strata_state,
+    keys: *const *const u8,
+    key_lens: *const usize,
+    nss: *const *const u8,
+    ns_lens: *const usize,
+    values: *const *const u8,
+    value_lens: *const usize,
+    n: usize,
+    err: *mut *mut c_char,
+) -> strata_status {
+    call(err, || {
+        let be = backend(b)?;
+        let st = &handle(s, "state")?.state;
+        let ks = key_array(keys, key_lens, n)?;
+        let ns = key_array(nss, ns_lens, n)?;
+        let vs = key_array(values, value_lens, n)?;
+        let items: Vec<(&[u8], &[u8], &[u8])> = ks
+            .into_iter()
+            .zip(ns)
+            .zip(vs)
+            .map(|((k, n), v)| (k, n, v))
+            .collect();
+        be.value_multi_update(st, &items)?;
         Ok(Status::STRATA_OK)
     })
 }
@@ -949,7 +1028,6 @@ pub unsafe extern "C" fn strata_state_for_each(
     err: *mut *mut c_char,
 ) -> strata_status {
     call(err, || {
-        need(ctx, "ctx")?;
         let be = backend(b)?;
         let st = &handle(s, "state")?.state;
         let Some(f) = f else {
@@ -1144,7 +1222,6 @@ pub unsafe extern "C" fn strata_timer_poll(
     err: *mut *mut c_char,
 ) -> strata_status {
     call(err, || {
-        need(ctx, "ctx")?;
         let ts = &handle(t, "timer service")?.timers;
         let d = domain(time_domain)?;
         let Some(f) = f else {

@@ -406,7 +406,6 @@ pub unsafe extern "C" fn strata_options_add_merge_operator(
     err: *mut *mut c_char,
 ) -> strata_status {
     call(err, || {
-        need(state, "state")?;
         let Some(f) = merge else {
             if let Some(d) = destructor {
                 // SAFETY: the caller's destructor for its own state.

@@ -619,6 +619,13 @@ static void test_keyed_state(void) {
   size_t ckl = 0;
   OK(strata_keyed_composite_key(kb, KEY("user-1"), KEY("ns"), NULL, 0, &ck, &ckl, ERR));
   CHECK(ckl > 8);
+  uint8_t *ck2 = NULL;
+  size_t ck2l = 0, plen = 0;
+  OK(strata_keyed_composite_key_in_group(kb, kg, KEY("user-1"), KEY("ns"), &ck2, &ck2l, ERR));
+  CHECK(ck2l == ckl && memcmp(ck, ck2, ckl) == 0);
+  strata_free(ck2);
+  OK(strata_keyed_backend_range(kb, &first, &last, &plen, ERR));
+  CHECK(first == 0 && last == 127 && plen == 1);
   /* value state, and raw access through its table with the composite key */
   strata_state_descriptor *d = NULL;
   strata_state *vs = NULL;
@@ -644,6 +651,10 @@ static void test_keyed_state(void) {
   const uint8_t *nss[2] = {(const uint8_t *)"ns", (const uint8_t *)"ns"};
   size_t kls[2] = {6, 6}, nls[2] = {2, 2};
   strata_values *vals = NULL;
+  const uint8_t *mvals[1] = {(const uint8_t *)"hello"};
+  size_t mvl[1] = {5};
+  OK(strata_value_multi_update(kb, vs, ks, kls, nss, nls, mvals, mvl, 1, ERR));
+  EXPECT(STRATA_INVALID_ARGUMENT, strata_value_multi_update(kb, vs, NULL, kls, nss, nls, mvals, mvl, 1, ERR));
   OK(strata_value_multi_get(kb, vs, ks, kls, nss, nls, 2, &vals, ERR));
   const uint8_t *dp = NULL;
   OK(strata_values_get(vals, 0, &dp, &n, ERR));
@@ -960,6 +971,17 @@ static void test_checkpoints(void) {
   CHECK(got && strcmp(got, "one") == 0);
   free(got);
   strata_db_destroy(r);
+  /* the restored database reopens, reading its files from the checkpoint store */
+  strata_options *ro = small_options();
+  OK(strata_options_add_external_store(ro, store, ERR));
+  EXPECT(STRATA_INVALID_ARGUMENT, strata_options_add_external_store(ro, NULL, ERR));
+  r = open_db(r1, ro);
+  CHECK(r != NULL);
+  got = keyed_value(r, 0, 127, "key-1");
+  CHECK(got && strcmp(got, "one") == 0);
+  free(got);
+  strata_db_destroy(r);
+  strata_options_destroy(ro);
   /* subsume: checkpoint 1 goes, 2 stays and restores */
   OK(strata_subsume_checkpoints(db, 2, cs, ERR));
   CHECK(restore(o, r2, css, ids, 1, NULL) == NULL);
