@@ -391,9 +391,9 @@ extern "C" {
 // header's `STRATA_ABI_VERSION`. Never fails.
 uint32_t strata_abi_version(void);
 
-// Test hook: the next exported call on this thread panics inside the library (after its
-// arguments are checked, before it does anything), so a host can check that the panic
-// comes back as `STRATA_PANIC` and that it keeps running.
+// Test hook: the next exported call on this thread panics inside the library, before it
+// checks its arguments or does anything else, so a host can check that the panic comes
+// back as `STRATA_PANIC` and that it keeps running.
 void strata_debug_panic_next_call(void);
 
 // Frees a buffer or message this library returned (values, keys, strings, error

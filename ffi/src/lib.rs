@@ -119,9 +119,9 @@ thread_local! {
     static PANIC_NEXT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Test hook: the next exported call on this thread panics inside the library (after its
-/// arguments are checked, before it does anything), so a host can check that the panic
-/// comes back as `STRATA_PANIC` and that it keeps running.
+/// Test hook: the next exported call on this thread panics inside the library, before it
+/// checks its arguments or does anything else, so a host can check that the panic comes
+/// back as `STRATA_PANIC` and that it keeps running.
 #[no_mangle]
 pub extern "C" fn strata_debug_panic_next_call() {
     PANIC_NEXT.with(|p| p.set(true));
