@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use strata::{CompactionFilter, Db, DbIterator, FilterDecision, Snapshot, Table, WriteBatch};
 
-use crate::need;
 use crate::options::{
     strata_destructor_fn, strata_options, strata_table_options, take_malloced, Callback,
 };
+use crate::{borrowed, found, need};
 use crate::{
     bytes, call, destroy_call, give_bytes, give_handle, give_string, handle, handle_mut, invalid,
-    out_ptr, strata_status, string, Fail, FfiResult, Status,
+    out_ptr, strata_status, string, FfiResult, Status,
 };
 
 /// An open database. Thread-safe: every function taking a `strata_db` may be called from
@@ -115,11 +115,9 @@ pub unsafe extern "C" fn strata_db_table(
         need(out, "out")?;
         let d = db_arg(db)?;
         let name = string(name, "name")?;
-        let Some(table) = d.table(name) else {
-            return Err(Fail(Status::STRATA_NOT_FOUND, String::new()));
-        };
-        give_handle(strata_table { table }, out)?;
-        Ok(Status::STRATA_OK)
+        found(d.table(name), |table| {
+            give_handle(strata_table { table }, out)
+        })
     })
 }
 
@@ -499,16 +497,6 @@ pub unsafe extern "C" fn strata_get(
     })
 }
 
-fn found<T>(v: Option<T>, give: impl FnOnce(T) -> FfiResult<()>) -> FfiResult {
-    match v {
-        Some(v) => {
-            give(v)?;
-            Ok(Status::STRATA_OK)
-        }
-        None => Ok(Status::STRATA_NOT_FOUND),
-    }
-}
-
 /// A value read without a copy into a C buffer: valid until `strata_pinned_destroy`.
 /// Not thread-safe.
 pub struct strata_pinned {
@@ -539,14 +527,7 @@ pub unsafe extern "C" fn strata_pinned_data(
     pinned: *const strata_pinned,
     len: *mut usize,
 ) -> *const u8 {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let p = handle(pinned, "pinned").ok()?;
-        if let Ok(l) = out_ptr(len, "len") {
-            *l = p.value.len();
-        }
-        Some(p.value.as_ptr())
-    }));
-    r.ok().flatten().unwrap_or(std::ptr::null())
+    borrowed(pinned, len, |p| Some(&p.value))
 }
 
 /// Frees a pinned value.
@@ -855,24 +836,11 @@ pub unsafe extern "C" fn strata_iter_next(
     })
 }
 
-fn iter_part(it: *const strata_iterator, len: *mut usize, value: bool) -> *const u8 {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let i = handle(it, "iterator").ok()?;
-        let (k, v) = i.current.as_ref()?;
-        let b = if value { v } else { k };
-        if let Ok(l) = out_ptr(len, "len") {
-            *l = b.len();
-        }
-        Some(b.as_ptr())
-    }));
-    r.ok().flatten().unwrap_or(std::ptr::null())
-}
-
 /// The current key (length in `*len`), borrowed until the next move; NULL when the
 /// iterator is not on an entry.
 #[no_mangle]
 pub unsafe extern "C" fn strata_iter_key(it: *const strata_iterator, len: *mut usize) -> *const u8 {
-    iter_part(it, len, false)
+    borrowed(it, len, |i| i.current.as_ref().map(|(k, _)| k.as_slice()))
 }
 
 /// The current value (length in `*len`), borrowed until the next move; NULL when the
@@ -882,7 +850,7 @@ pub unsafe extern "C" fn strata_iter_value(
     it: *const strata_iterator,
     len: *mut usize,
 ) -> *const u8 {
-    iter_part(it, len, true)
+    borrowed(it, len, |i| i.current.as_ref().map(|(_, v)| v.as_slice()))
 }
 
 /// Destroys an iterator.

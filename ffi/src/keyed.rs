@@ -16,12 +16,12 @@ use strata::{
 };
 
 use crate::db::{key_array, strata_db, strata_table, strata_values};
-use crate::need;
 use crate::options::{strata_destructor_fn, take_malloced, Callback};
 use crate::{
     bytes, call, destroy_call, give_bytes, give_handle, handle, handle_mut, invalid, out_ptr,
-    strata_status, string, Fail, FfiResult, Status,
+    strata_status, string, FfiResult, Status,
 };
+use crate::{found, need};
 
 /// Keyed state over one database for one key-group range. Thread-safe.
 pub struct strata_keyed_backend {
@@ -527,16 +527,6 @@ fn target<'a>(
     })
 }
 
-fn give_opt(v: Option<Vec<u8>>, out: *mut *mut u8, out_len: *mut usize) -> FfiResult {
-    match v {
-        Some(v) => {
-            give_bytes(&v, out, out_len)?;
-            Ok(Status::STRATA_OK)
-        }
-        None => Ok(Status::STRATA_NOT_FOUND),
-    }
-}
-
 fn give_list(items: Vec<Vec<u8>>, out: *mut *mut strata_values) -> FfiResult {
     give_handle(
         strata_values {
@@ -565,7 +555,9 @@ pub unsafe extern "C" fn strata_value_get(
         need(value, "value")?;
         need(value_len, "value_len")?;
         let t = target(b, s, key, key_len, ns, ns_len)?;
-        give_opt(t.b.value_get(t.s, t.key, t.ns)?, value, value_len)
+        found(t.b.value_get(t.s, t.key, t.ns)?, |v| {
+            give_bytes(&v, value, value_len)
+        })
     })
 }
 
@@ -702,7 +694,9 @@ pub unsafe extern "C" fn strata_state_get(
         need(value, "value")?;
         need(value_len, "value_len")?;
         let t = target(b, s, key, key_len, ns, ns_len)?;
-        give_opt(t.b.get(t.s, t.key, t.ns)?, value, value_len)
+        found(t.b.get(t.s, t.key, t.ns)?, |v| {
+            give_bytes(&v, value, value_len)
+        })
     })
 }
 
@@ -809,7 +803,9 @@ pub unsafe extern "C" fn strata_map_get(
         need(value_len, "value_len")?;
         let t = target(b, s, key, key_len, ns, ns_len)?;
         let uk = bytes(user_key, user_key_len, "user_key")?;
-        give_opt(t.b.map_get(t.s, t.key, t.ns, uk)?, value, value_len)
+        found(t.b.map_get(t.s, t.key, t.ns, uk)?, |v| {
+            give_bytes(&v, value, value_len)
+        })
     })
 }
 
@@ -1184,13 +1180,10 @@ pub unsafe extern "C" fn strata_timer_next_timestamp(
     call(err, || {
         need(timestamp, "timestamp")?;
         let ts = &handle(t, "timer service")?.timers;
-        match ts.next_timestamp(domain(time_domain)?)? {
-            Some(x) => {
-                *out_ptr(timestamp, "timestamp")? = x;
-                Ok(Status::STRATA_OK)
-            }
-            None => Err(Fail(Status::STRATA_NOT_FOUND, String::new())),
-        }
+        found(ts.next_timestamp(domain(time_domain)?)?, |x| {
+            *out_ptr(timestamp, "timestamp")? = x;
+            Ok(())
+        })
     })
 }
 

@@ -221,6 +221,36 @@ pub(crate) fn give_string(s: &str, out: *mut *mut c_char) -> FfiResult<()> {
     Ok(())
 }
 
+/// `STRATA_OK` after handing `v` to the caller with `give`, or `STRATA_NOT_FOUND` when
+/// there is nothing to hand over.
+pub(crate) fn found<T>(v: Option<T>, give: impl FnOnce(T) -> FfiResult<()>) -> FfiResult {
+    match v {
+        Some(v) => {
+            give(v)?;
+            Ok(Status::STRATA_OK)
+        }
+        None => Ok(Status::STRATA_NOT_FOUND),
+    }
+}
+
+/// A borrowed-bytes accessor (`strata_pinned_data`, `strata_iter_key`): the bytes `pick`
+/// selects from the live handle `h`, their length in `*len` (if `len` is not null), or NULL
+/// when `h` is not a live handle or `pick` has nothing. Never unwinds.
+pub(crate) fn borrowed<T: 'static>(
+    h: *const T,
+    len: *mut usize,
+    pick: impl Fn(&T) -> Option<&[u8]>,
+) -> *const u8 {
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let b = pick(handle(h, "handle").ok()?)?;
+        if let Ok(l) = out_ptr(len, "len") {
+            *l = b.len();
+        }
+        Some(b.as_ptr())
+    }));
+    r.ok().flatten().unwrap_or(std::ptr::null())
+}
+
 /// The bytes at `ptr`, `len` (null only with length 0).
 pub(crate) fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> FfiResult<&'a [u8]> {
     if ptr.is_null() {

@@ -13,7 +13,7 @@ use strata::{
 use crate::need;
 use crate::{
     call, destroy_call, give_handle, give_string, handle, handle_mut, invalid, opt_string,
-    strata_status, string, Fail, FfiResult, Status,
+    strata_status, string, FfiResult, Status,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -672,7 +672,7 @@ pub unsafe extern "C" fn strata_store_open_s3_from_env(
         need(out, "out")?;
         let prefix = opt_string(prefix, "prefix")?.unwrap_or("");
         let Some(settings) = S3Settings::from_env(prefix) else {
-            return Err(Fail(Status::STRATA_NOT_FOUND, String::new()));
+            return Ok(Status::STRATA_NOT_FOUND);
         };
         let s = ObjectStorage::s3(&settings)?;
         give_handle(
