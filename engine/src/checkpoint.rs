@@ -87,6 +87,53 @@ impl PendingCheckpoint {
     }
 }
 
+/// Where one file of a checkpoint lives: the store (by [`strata_dfs::Storage::location`],
+/// e.g. `file:///dir`) and the object's path in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFileLocation {
+    /// Location of the store holding the file.
+    pub location: String,
+    /// Path of the file in that store.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A confirmed checkpoint as a host that moves its files itself sees it (Flink's
+/// incremental snapshots upload each table file as a shared-state handle): the manifest's
+/// bytes and, in manifest order, where each file is now.
+#[derive(Debug, Clone)]
+pub struct CheckpointContents {
+    /// The encoded checkpoint manifest (DESIGN.md §8).
+    pub manifest: Vec<u8>,
+    /// The files it names, in manifest order.
+    pub files: Vec<CheckpointFileLocation>,
+}
+
+/// Writes the manifest `manifest` (as [`CheckpointContents::manifest`] gave it) into
+/// `store` for files that were copied there by the host: file `i` of the manifest now sits
+/// at `paths[i]` of `store`. Returns the reference to restore from. `InvalidArgument` if
+/// the counts differ; `Corruption` if the manifest does not decode.
+pub fn rehome_checkpoint(
+    manifest: &[u8],
+    paths: &[String],
+    store: &CheckpointStore,
+) -> Result<CheckpointRef> {
+    let mut m = CheckpointManifest::decode(manifest, "checkpoint manifest (host copy)")?;
+    if m.files.len() != paths.len() {
+        return Err(Error::invalid(format!(
+            "the manifest names {} files, {} paths were given",
+            m.files.len(),
+            paths.len()
+        )));
+    }
+    for (f, p) in m.files.iter_mut().zip(paths) {
+        f.path = p.clone();
+        f.meta.origin = None;
+    }
+    store.write(&m, true)
+}
+
 /// Where a checkpoint lives, for restoring: its store (with the directory its checkpoints
 /// are under) and which of its manifests.
 #[derive(Debug, Clone)]
@@ -216,6 +263,43 @@ impl Db {
             // Its in-flight marks stay: they only keep files from being deleted.
             Err(e) => Err(Error::io("spawning the checkpoint upload", e)),
         }
+    }
+
+    /// The manifest of checkpoint `id` this database wrote to `target` (`None`: its own
+    /// store) and where each of its files lives, for a host that copies the files itself.
+    /// Files of the checkpoints this database was restored from are named in their stores.
+    pub fn checkpoint_contents(
+        &self,
+        id: u64,
+        target: Option<&CheckpointStore>,
+    ) -> Result<CheckpointContents> {
+        let inner = &self.inner;
+        let db_id = inner.middle.manifest().db_id;
+        let store = match target {
+            None => in_place(inner)?,
+            Some(t) => t.clone(),
+        };
+        let path = store.manifest_path(id, db_id);
+        let manifest = store.storage.read_all(&path)?.to_vec();
+        let m = CheckpointManifest::decode(&manifest, &path)?;
+        let home = store.storage.location();
+        let files = m
+            .files
+            .iter()
+            .map(|f| match &f.meta.origin {
+                Some(o) => CheckpointFileLocation {
+                    location: o.store.clone(),
+                    path: o.path.clone(),
+                    size: f.meta.size,
+                },
+                None => CheckpointFileLocation {
+                    location: home.clone(),
+                    path: f.path.clone(),
+                    size: f.meta.size,
+                },
+            })
+            .collect();
+        Ok(CheckpointContents { manifest, files })
     }
 
     /// Drops checkpoint `id` this database wrote to `target` (`None`: its own store):

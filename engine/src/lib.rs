@@ -55,7 +55,10 @@ mod write;
 
 pub use batch::WriteBatch;
 pub use catalog::{Table, DEFAULT_TABLE};
-pub use checkpoint::{CheckpointInfo, KeyGroups, PendingCheckpoint, RestoreSource};
+pub use checkpoint::{
+    rehome_checkpoint, CheckpointContents, CheckpointFileLocation, CheckpointInfo, KeyGroups,
+    PendingCheckpoint, RestoreSource,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{prefix_successor, Db, DbBuilder};
 pub use iter::DbIterator;

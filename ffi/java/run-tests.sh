@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the Java binding (build.sh) and runs its tests (src/test/java) against the jar,
+# so the library is loaded the way users load it (extracted from the jar).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+jar=$(bash "$here/build.sh")
+out="$here/build/test-classes"
+rm -rf "$out" && mkdir -p "$out"
+javac -Xlint:all,-serial -Werror --release 17 -encoding UTF-8 -cp "$jar" -d "$out" \
+  $(find "$here/src/test/java" -name '*.java')
+java -Xmx512m -cp "$jar:$out" io.strata.BindingTests "$@"
