@@ -86,6 +86,46 @@ abstract class AbstractStrataState<K, N, V> implements InternalKvState<K, N, V> 
     }
   }
 
+  /** Combines two values of a merging state (a reduce function, an accumulator merge). */
+  interface Combine<V> {
+    V apply(V a, V b) throws Exception;
+  }
+
+  /** Stores {@code value} for the current namespace, or clears it if null. */
+  void putOrClear(V value) throws IOException {
+    if (value == null) {
+      clear();
+    } else {
+      putRaw(currentKey(), serializeValue(value));
+    }
+  }
+
+  /**
+   * Session-window merge for single-value states: combines the sources' values into the
+   * target's (in that order) and deletes the sources.
+   */
+  void mergeValues(N target, java.util.Collection<N> sources, Combine<V> combine) throws Exception {
+    if (sources == null || sources.isEmpty()) {
+      return;
+    }
+    V merged = null;
+    for (N source : sources) {
+      byte[] key = keyOf(source);
+      byte[] b = getRaw(key);
+      if (b != null) {
+        deleteRaw(key);
+        V v = deserializeValue(b);
+        merged = merged == null ? v : combine.apply(merged, v);
+      }
+    }
+    if (merged != null) {
+      byte[] targetKey = keyOf(target);
+      byte[] t = getRaw(targetKey);
+      V result = t == null ? merged : combine.apply(merged, deserializeValue(t));
+      putRaw(targetKey, serializeValue(result));
+    }
+  }
+
   @Override
   public void clear() {
     try {

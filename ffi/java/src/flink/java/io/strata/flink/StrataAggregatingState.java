@@ -42,34 +42,12 @@ final class StrataAggregatingState<K, N, IN, ACC, OUT> extends AbstractStrataSta
   }
 
   @Override
-  public void updateInternal(ACC acc) throws Exception {
-    if (acc == null) {
-      clear();
-    } else {
-      putRaw(currentKey(), serializeValue(acc));
-    }
+  public void updateInternal(ACC value) throws Exception {
+    putOrClear(value);
   }
 
   @Override
   public void mergeNamespaces(N target, Collection<N> sources) throws Exception {
-    if (sources == null || sources.isEmpty()) {
-      return;
-    }
-    ACC merged = null;
-    for (N source : sources) {
-      byte[] key = keyOf(source);
-      byte[] b = getRaw(key);
-      if (b != null) {
-        deleteRaw(key);
-        ACC a = deserializeValue(b);
-        merged = merged == null ? a : function.merge(merged, a);
-      }
-    }
-    if (merged != null) {
-      byte[] targetKey = keyOf(target);
-      byte[] t = getRaw(targetKey);
-      ACC result = t == null ? merged : function.merge(merged, deserializeValue(t));
-      putRaw(targetKey, serializeValue(result));
-    }
+    mergeValues(target, sources, function::merge);
   }
 }

@@ -42,33 +42,11 @@ final class StrataReducingState<K, N, V> extends AbstractStrataState<K, N, V>
 
   @Override
   public void updateInternal(V value) throws Exception {
-    if (value == null) {
-      clear();
-    } else {
-      putRaw(currentKey(), serializeValue(value));
-    }
+    putOrClear(value);
   }
 
   @Override
   public void mergeNamespaces(N target, Collection<N> sources) throws Exception {
-    if (sources == null || sources.isEmpty()) {
-      return;
-    }
-    V merged = null;
-    for (N source : sources) {
-      byte[] key = keyOf(source);
-      byte[] b = getRaw(key);
-      if (b != null) {
-        deleteRaw(key);
-        V v = deserializeValue(b);
-        merged = merged == null ? v : reduce.reduce(merged, v);
-      }
-    }
-    if (merged != null) {
-      byte[] targetKey = keyOf(target);
-      byte[] t = getRaw(targetKey);
-      V result = t == null ? merged : reduce.reduce(merged, deserializeValue(t));
-      putRaw(targetKey, serializeValue(result));
-    }
+    mergeValues(target, sources, reduce::reduce);
   }
 }
