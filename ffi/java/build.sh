@@ -24,7 +24,6 @@ srcs=$(find "$here/src/main/java" -name '*.java')
 if [ -n "${FLINK_LIB:-}" ]; then
   cp_flink="$FLINK_LIB/*"
   srcs="$srcs $(find "$here/src/flink/java" -name '*.java')"
-  mkdir -p "$out/classes/META-INF/services"
 fi
 echo "== compiling the Java classes ==" >&2
 # shellcheck disable=SC2086

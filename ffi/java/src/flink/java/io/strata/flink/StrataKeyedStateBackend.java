@@ -15,8 +15,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Collection;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Iterator;
@@ -338,26 +336,26 @@ public class StrataKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
       throws Exception {
     String name = stateDesc.getName();
     Registered r = states.get(name);
-    RegisteredKeyValueStateBackendMetaInfo<N, SV> meta;
-    if (r != null) {
-      meta = (RegisteredKeyValueStateBackendMetaInfo<N, SV>) r.meta;
+    StateMetaInfoSnapshot restored = r == null ? restoredMeta.get(name) : null;
+    if (r == null && restored == null) {
+      r =
+          register(
+              stateDesc,
+              namespaceSerializer,
+              new RegisteredKeyValueStateBackendMetaInfo<>(
+                  stateDesc.getType(), name, namespaceSerializer, stateDesc.getSerializer()));
+    } else {
+      // An existing or restored state: the new serializers must read what is stored.
+      RegisteredKeyValueStateBackendMetaInfo<N, SV> meta =
+          r != null
+              ? (RegisteredKeyValueStateBackendMetaInfo<N, SV>) r.meta
+              : new RegisteredKeyValueStateBackendMetaInfo<>(restored);
       meta.checkStateMetaInfo(stateDesc);
       checkCompatible(name, meta.updateNamespaceSerializer(namespaceSerializer));
       checkCompatible(name, meta.updateStateSerializer(stateDesc.getSerializer()));
-    } else {
-      StateMetaInfoSnapshot restored = restoredMeta.get(name);
-      if (restored != null) {
-        meta = new RegisteredKeyValueStateBackendMetaInfo<>(restored);
-        meta.checkStateMetaInfo(stateDesc);
-        checkCompatible(name, meta.updateNamespaceSerializer(namespaceSerializer));
-        checkCompatible(name, meta.updateStateSerializer(stateDesc.getSerializer()));
-      } else {
-        meta =
-            new RegisteredKeyValueStateBackendMetaInfo<>(
-                stateDesc.getType(), name, namespaceSerializer, stateDesc.getSerializer());
+      if (r == null) {
+        r = register(stateDesc, namespaceSerializer, meta);
       }
-      r = new Registered(db.createTable(name, tableOptions(stateDesc, namespaceSerializer)), meta);
-      states.put(name, r);
     }
     StateTtlConfig ttl = stateDesc.getTtlConfig();
     if (ttl.isEnabled() && ttl.getCleanupStrategies().isCleanupInBackground()) {
@@ -365,6 +363,14 @@ public class StrataKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
     }
     r.state = createState(r.table, namespaceSerializer, stateDesc);
     return (IS) r.state;
+  }
+
+  private Registered register(
+      StateDescriptor<?, ?> d, TypeSerializer<?> ns, RegisteredKeyValueStateBackendMetaInfo<?, ?> meta)
+      throws StrataException {
+    Registered r = new Registered(db.createTable(d.getName(), tableOptions(d, ns)), meta);
+    states.put(d.getName(), r);
+    return r;
   }
 
   private static void checkCompatible(String name, TypeSerializerSchemaCompatibility<?> c)
@@ -787,10 +793,5 @@ public class StrataKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
         Files.deleteIfExists(q);
       }
     }
-  }
-
-  /** For tests: the state tables' names. */
-  Collection<String> stateNames() {
-    return Arrays.asList(states.keySet().toArray(new String[0]));
   }
 }
