@@ -63,12 +63,9 @@ import org.apache.flink.runtime.state.StateSnapshotTransformer.StateSnapshotTran
 import org.apache.flink.runtime.state.StreamStateHandle;
 import org.apache.flink.runtime.state.UncompressedStreamCompressionDecorator;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueElement;
-import org.apache.flink.runtime.state.heap.KeyGroupPartitionedPriorityQueue;
-import org.apache.flink.runtime.state.KeyExtractorFunction;
 import org.apache.flink.runtime.state.KeyGroupedInternalPriorityQueue;
 import org.apache.flink.runtime.state.Keyed;
 import org.apache.flink.runtime.state.PriorityComparable;
-import org.apache.flink.runtime.state.PriorityComparator;
 import org.apache.flink.runtime.state.metainfo.StateMetaInfoSnapshot;
 import org.apache.flink.runtime.state.metrics.LatencyTrackingStateConfig;
 import org.apache.flink.runtime.state.metrics.SizeTrackingStateConfig;
@@ -543,14 +540,8 @@ public class StrataKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
               } catch (StrataException e) {
                 throw new IllegalStateException("creating the timer table of " + name, e);
               }
-              return new KeyGroupPartitionedPriorityQueue<T, StrataTimerSet<T>>(
-                  KeyExtractorFunction.forKeyedObjects(),
-                  PriorityComparator.forPriorityComparableObjects(),
-                  (index, keyGroup, keyExtractor, comparator) ->
-                      new StrataTimerSet<>(
-                          db, t, keyGroup, keyGroupPrefixBytes, serializer.duplicate(), StrataTimerSet.CACHE_LIMIT),
-                  keyGroupRange,
-                  numberOfKeyGroups);
+              return StrataTimerSet.queue(
+                  db, t, keyGroupRange, numberOfKeyGroups, keyGroupPrefixBytes, serializer, StrataTimerSet.CACHE_LIMIT);
             });
   }
 

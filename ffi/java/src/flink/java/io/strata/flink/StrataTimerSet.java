@@ -13,6 +13,12 @@ import org.apache.flink.core.memory.DataInputDeserializer;
 import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.runtime.state.CompositeKeySerializationUtils;
 import org.apache.flink.runtime.state.InternalPriorityQueue;
+import org.apache.flink.runtime.state.KeyExtractorFunction;
+import org.apache.flink.runtime.state.KeyGroupRange;
+import org.apache.flink.runtime.state.Keyed;
+import org.apache.flink.runtime.state.PriorityComparable;
+import org.apache.flink.runtime.state.PriorityComparator;
+import org.apache.flink.runtime.state.heap.KeyGroupPartitionedPriorityQueue;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueElement;
 import org.apache.flink.util.CloseableIterator;
 import org.apache.flink.util.FlinkRuntimeException;
@@ -26,12 +32,11 @@ import org.apache.flink.util.FlinkRuntimeException;
  */
 final class StrataTimerSet<T> implements InternalPriorityQueue<T>, HeapPriorityQueueElement {
   /**
-   * Timers a set keeps in memory at most, by default all of them (the database still holds
-   * every timer, so checkpoints include them). A bounded cache passes the model test
-   * (TimerSetModelTest) but gave wrong timer output in the Flink timers job; until that is
-   * understood the bound is opt-in: {@code -Dstrata.timer.cache.limit=N}.
+   * Timers a set keeps in memory at most (the smallest ones; the database holds them all):
+   * 128 per key group, as Flink's RocksDB backend caches, so timer memory stays bounded.
+   * {@code -Dstrata.timer.cache.limit=N} changes it.
    */
-  static final int CACHE_LIMIT = Integer.getInteger("strata.timer.cache.limit", Integer.MAX_VALUE);
+  static final int CACHE_LIMIT = Integer.getInteger("strata.timer.cache.limit", 128);
   private static final byte[] EMPTY = new byte[0];
 
   private final StrataDb db;
@@ -47,6 +52,30 @@ final class StrataTimerSet<T> implements InternalPriorityQueue<T>, HeapPriorityQ
   private final DataInputDeserializer in = new DataInputDeserializer();
 
   private final int cacheLimit;
+
+  /**
+   * The timer queue of one timer service: one set per key group of {@code range}, each under
+   * its key group's prefix in {@code table}, merged by Flink's {@code
+   * KeyGroupPartitionedPriorityQueue}.
+   */
+  static <T extends HeapPriorityQueueElement & PriorityComparable<? super T> & Keyed<?>>
+      KeyGroupPartitionedPriorityQueue<T, StrataTimerSet<T>> queue(
+          StrataDb db,
+          Table table,
+          KeyGroupRange range,
+          int numberOfKeyGroups,
+          int prefixBytes,
+          TypeSerializer<T> serializer,
+          int cacheLimit) {
+    return new KeyGroupPartitionedPriorityQueue<T, StrataTimerSet<T>>(
+        KeyExtractorFunction.forKeyedObjects(),
+        PriorityComparator.forPriorityComparableObjects(),
+        // Flink passes (key group, total key groups, ...).
+        (keyGroup, totalKeyGroups, keyExtractor, comparator) ->
+            new StrataTimerSet<>(db, table, keyGroup, prefixBytes, serializer.duplicate(), cacheLimit),
+        range,
+        numberOfKeyGroups);
+  }
 
   StrataTimerSet(
       StrataDb db, Table table, int keyGroup, int prefixBytes, TypeSerializer<T> serializer, int cacheLimit) {
