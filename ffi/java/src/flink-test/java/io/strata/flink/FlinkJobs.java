@@ -63,7 +63,15 @@ import org.apache.flink.util.Collector;
  */
 public final class FlinkJobs {
   static final int N = Integer.getInteger("flink.records", 200_000);
-  static final int KEYS = 500;
+  static final int KEYS = Integer.getInteger("flink.keys", 500);
+  /** Keyed functions opened (their state restored) in this JVM, and when the last did. */
+  static final java.util.concurrent.atomic.AtomicInteger OPENED = new java.util.concurrent.atomic.AtomicInteger();
+  static volatile long lastOpenNanos;
+
+  static void opened() {
+    lastOpenNanos = System.nanoTime();
+    OPENED.incrementAndGet();
+  }
 
   /** Event i: (key, event time, value). Event time bursts with gaps, for sessions. */
   static Tuple3<Long, Long, Long> event(long i) {
@@ -140,6 +148,45 @@ public final class FlinkJobs {
         }
         for (Map.Entry<List<Long>, long[]> w : sliding.entrySet()) {
           sum += mix(2, w.getKey().get(0), w.getKey().get(1), w.getValue()[0], w.getValue()[1]);
+        }
+        return sum;
+      }
+    });
+    // Nexmark Q5-style "hot items": bids per auction in sliding windows, then per window the
+    // auction with the most bids (ties: the smallest auction id). Event i is a bid on
+    // auction f0 at time f1.
+    JOBS.put("hot-items", new Job() {
+      public DataStream<Long> build(KeyedStream<Tuple3<Long, Long, Long>, Long> in) {
+        return in.window(SlidingEventTimeWindows.of(Duration.ofMillis(10_000), Duration.ofMillis(2_000)))
+            .aggregate(new CountAggregate(), new AuctionCount())
+            .name("bids-per-auction")
+            .keyBy(t -> t.f0, Types.LONG)
+            .process(new HottestPerWindow())
+            .name("hottest");
+      }
+
+      public long expected() {
+        Map<List<Long>, Long> counts = new HashMap<>();
+        for (long i = 0; i < N; i++) {
+          Tuple3<Long, Long, Long> e = event(i);
+          long last = e.f1 - Math.floorMod(e.f1, 2_000L);
+          for (long s = last; s > e.f1 - 10_000; s -= 2_000) {
+            counts.merge(List.of(s + 10_000, e.f0), 1L, Long::sum);
+          }
+        }
+        Map<Long, long[]> best = new HashMap<>();
+        for (Map.Entry<List<Long>, Long> c : counts.entrySet()) {
+          long end = c.getKey().get(0);
+          long auction = c.getKey().get(1);
+          long[] b = best.computeIfAbsent(end, k -> new long[] {Long.MAX_VALUE, -1});
+          if (c.getValue() > b[1] || (c.getValue() == b[1] && auction < b[0])) {
+            b[0] = auction;
+            b[1] = c.getValue();
+          }
+        }
+        long sum = 0;
+        for (Map.Entry<Long, long[]> b : best.entrySet()) {
+          sum += mix(5, b.getKey(), b.getValue()[0], b.getValue()[1]);
         }
         return sum;
       }
@@ -223,6 +270,7 @@ public final class FlinkJobs {
     @Override
     public void open(OpenContext ctx) {
       count = getRuntimeContext().getState(new ValueStateDescriptor<>("count", Types.LONG));
+      opened();
     }
 
     @Override
@@ -253,7 +301,77 @@ public final class FlinkJobs {
     }
   }
 
+  static final class CountAggregate implements AggregateFunction<Tuple3<Long, Long, Long>, Long, Long> {
+    public Long createAccumulator() {
+      return 0L;
+    }
+
+    public Long add(Tuple3<Long, Long, Long> e, Long acc) {
+      return acc + 1;
+    }
+
+    public Long getResult(Long acc) {
+      return acc;
+    }
+
+    public Long merge(Long a, Long b) {
+      return a + b;
+    }
+  }
+
+  /** (window end, auction, bids). */
+  static final class AuctionCount
+      extends ProcessWindowFunction<Long, Tuple3<Long, Long, Long>, Long, TimeWindow> {
+    @Override
+    public void open(OpenContext ctx) {
+      opened();
+    }
+
+    @Override
+    public void process(Long auction, Context ctx, Iterable<Long> counts, Collector<Tuple3<Long, Long, Long>> out) {
+      out.collect(Tuple3.of(ctx.window().getEnd(), auction, counts.iterator().next()));
+    }
+  }
+
+  /** Keyed by window end: keeps the hottest auction, emits it when the window's results are in. */
+  static final class HottestPerWindow
+      extends KeyedProcessFunction<Long, Tuple3<Long, Long, Long>, Long> {
+    private transient ValueState<Tuple3<Long, Long, Long>> best;
+
+    @Override
+    public void open(OpenContext ctx) {
+      best = getRuntimeContext().getState(
+          new ValueStateDescriptor<>("best", Types.TUPLE(Types.LONG, Types.LONG, Types.LONG)));
+      opened();
+    }
+
+    @Override
+    public void processElement(Tuple3<Long, Long, Long> c, Context ctx, Collector<Long> out) throws Exception {
+      Tuple3<Long, Long, Long> b = best.value();
+      if (b == null) {
+        // The window's results carry its last timestamp; they all arrive before the
+        // watermark passes it.
+        ctx.timerService().registerEventTimeTimer(c.f0 - 1);
+      }
+      if (b == null || c.f2 > b.f2 || (c.f2.equals(b.f2) && c.f1 < b.f1)) {
+        best.update(Tuple3.of(c.f0, c.f1, c.f2));
+      }
+    }
+
+    @Override
+    public void onTimer(long ts, OnTimerContext ctx, Collector<Long> out) throws Exception {
+      Tuple3<Long, Long, Long> b = best.value();
+      out.collect(mix(5, b.f0, b.f1, b.f2));
+      best.clear();
+    }
+  }
+
   static final class EmitWindow extends ProcessWindowFunction<Long, Long, Long, TimeWindow> {
+    @Override
+    public void open(OpenContext ctx) {
+      opened();
+    }
+
     @Override
     public void process(Long key, Context ctx, Iterable<Long> sums, Collector<Long> out) {
       out.collect(mix(1, key, ctx.window().getEnd(), sums.iterator().next()));
@@ -262,6 +380,11 @@ public final class FlinkJobs {
 
   static final class ListWindow
       extends ProcessWindowFunction<Tuple3<Long, Long, Long>, Long, Long, TimeWindow> {
+    @Override
+    public void open(OpenContext ctx) {
+      opened();
+    }
+
     @Override
     public void process(
         Long key, Context ctx, Iterable<Tuple3<Long, Long, Long>> events, Collector<Long> out) {
@@ -284,6 +407,7 @@ public final class FlinkJobs {
       // Long enough never to expire during the test: the output stays exact.
       d.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofHours(1)).build());
       seen = getRuntimeContext().getMapState(d);
+      opened();
     }
 
     @Override
@@ -302,6 +426,7 @@ public final class FlinkJobs {
     @Override
     public void open(OpenContext ctx) {
       processingFired = getRuntimeContext().getState(new ValueStateDescriptor<>("pt", Types.LONG));
+      opened();
     }
 
     @Override
