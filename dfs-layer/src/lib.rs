@@ -41,7 +41,7 @@ pub use lsm::manifest::{
     MANIFEST_MAGIC,
 };
 pub use lsm::options::{TreeHooks, TreeOptions};
-pub use lsm::picker::{level_target, pick, CompactionOptions, CompactionPick};
+pub use lsm::picker::{level_targets, pick, CompactionOptions, CompactionPick};
 pub use lsm::tree::{check_foreign, LsmTree, Recovered, TreeStats};
 pub use lsm::version::{
     table_number, table_path, FileMeta, FileOrigin, KeyGroupFilter, Levels, Version, VersionEdit,

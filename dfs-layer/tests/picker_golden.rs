@@ -97,5 +97,5 @@ fn golden_compaction_picks() {
         assert_eq!(got, expect.expect("case has an expect line"), "case {name}");
         cases += 1;
     }
-    assert_eq!(cases, 8, "all golden cases ran");
+    assert_eq!(cases, 13, "all golden cases ran");
 }

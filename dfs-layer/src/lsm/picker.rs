@@ -1,21 +1,33 @@
-//! Deterministic leveled compaction picking.
+//! Deterministic leveled compaction picking, with level targets derived from the last
+//! level's size (RocksDB's `level_compaction_dynamic_level_bytes`).
 //!
-//! Scores, per state table:
+//! Per state table, the last level (6) holds most of the data. Its size sets the targets
+//! of the levels above it, each `size_ratio` times smaller, up to the *base level*: the
+//! first level (from the bottom) whose target is at most `level_base_bytes`. While a table
+//! is small its base level is the last level, so level 0 compacts straight into it and
+//! every such compaction is bottommost: deleted and overwritten data is dropped at once
+//! instead of sinking through levels above a few small deep files.
+//!
+//! Scores:
 //! - level 0: `files / l0_trigger`;
-//! - level n in 1..=5: `bytes / (level_base_bytes * size_ratio^(n-1))`;
-//! - level 6 (the last) is never a source.
+//! - a non-empty level above the base level: `1 + bytes / level_base_bytes` (it should be
+//!   empty; it drains into the next level);
+//! - level n from the base level to 5: `bytes / target(n)`;
+//! - level 6 is never a source.
 //!
 //! The (table, level) with the highest score >= 1 is compacted; ties go to the lower table
-//! id, then the lower level. Tables already being compacted are skipped. Level 0 compacts all
-//! its files into level 1 together with every level-1 file overlapping their key range. A
-//! level n >= 1 compacts one file, chosen round-robin: the first file whose smallest user key
-//! is greater than the level's pointer (the largest key of the previous pick), wrapping to
-//! the first file, plus the overlapping files of level n+1.
+//! id, then the lower level. Tables already being compacted are skipped. Level 0 compacts
+//! all its files into the first level below it that holds overlapping files, or else the
+//! base level (levels in between hold nothing in that range, so the order of versions is
+//! kept), together with that level's overlapping files. A level n >= 1 compacts one file,
+//! chosen round-robin: the first file whose smallest user key is greater than the level's
+//! pointer (the largest key of the previous pick), wrapping to the first file, plus the
+//! overlapping files of level n+1.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use super::version::{FileMeta, Version, NUM_LEVELS};
+use super::version::{FileMeta, Levels, Version, NUM_LEVELS};
 
 /// Compaction shape settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,7 +63,8 @@ pub struct CompactionPick {
     pub table_id: u32,
     /// Source level.
     pub level: usize,
-    /// Output level (`level + 1`).
+    /// Output level: `level + 1`; for level 0, the first level holding overlapping files,
+    /// or else the base level.
     pub output_level: usize,
     /// Files taken from `level`.
     pub inputs: Vec<Arc<FileMeta>>,
@@ -63,13 +76,21 @@ pub struct CompactionPick {
     pub score: f64,
 }
 
-/// Target size of `level` (>= 1).
-pub fn level_target(opts: &CompactionOptions, level: usize) -> u64 {
-    let mut t = opts.level_base_bytes;
-    for _ in 1..level {
-        t = t.saturating_mul(opts.size_ratio);
+/// The base level of a table and the target sizes of the levels from it to the last
+/// (entries above the base level are 0): the last level's target is its size, each level
+/// above it `size_ratio` times smaller, up to the first whose target is at most
+/// `level_base_bytes`.
+pub fn level_targets(opts: &CompactionOptions, lv: &Levels) -> (usize, [u64; NUM_LEVELS]) {
+    let mut targets = [0u64; NUM_LEVELS];
+    let mut base = NUM_LEVELS - 1;
+    let mut t = lv.level_bytes(base);
+    targets[base] = t;
+    while base > 1 && t > opts.level_base_bytes {
+        t /= opts.size_ratio.max(2);
+        base -= 1;
+        targets[base] = t.max(1);
     }
-    t
+    (base, targets)
 }
 
 /// Picks the next compaction, or `None` if every score is below 1.
@@ -84,11 +105,19 @@ pub fn pick(
         if busy_tables.contains(&t) {
             continue;
         }
-        for level in 0..NUM_LEVELS - 1 {
+        let (base, targets) = level_targets(opts, lv);
+        for (level, &target) in targets.iter().enumerate().take(NUM_LEVELS - 1) {
+            let bytes = lv.level_bytes(level) as f64;
             let score = if level == 0 {
                 lv.files[0].len() as f64 / opts.l0_trigger.max(1) as f64
+            } else if level < base {
+                if lv.files[level].is_empty() {
+                    0.0
+                } else {
+                    1.0 + bytes / opts.level_base_bytes.max(1) as f64
+                }
             } else {
-                lv.level_bytes(level) as f64 / level_target(opts, level) as f64
+                bytes / target as f64
             };
             if score >= 1.0 && best.is_none_or(|(b, _, _)| score > b) {
                 best = Some((score, t, level));
@@ -109,7 +138,15 @@ pub fn pick(
     };
     let lo = inputs.iter().map(|f| f.smallest_user()).min()?.to_vec();
     let hi = inputs.iter().map(|f| f.largest_user()).max()?.to_vec();
-    let overlapping = lv.overlapping(level + 1, &lo, &hi);
+    let output_level = if level == 0 {
+        let (base, _) = level_targets(opts, lv);
+        (1..base)
+            .find(|&l| !lv.overlapping(l, &lo, &hi).is_empty())
+            .unwrap_or(base)
+    } else {
+        level + 1
+    };
+    let overlapping = lv.overlapping(output_level, &lo, &hi);
     let lo2 = overlapping
         .iter()
         .map(|f| f.smallest_user())
@@ -120,11 +157,11 @@ pub fn pick(
         .map(|f| f.largest_user())
         .chain([hi.as_slice()])
         .max()?;
-    let bottommost = (level + 2..NUM_LEVELS).all(|l| lv.overlapping(l, lo2, hi2).is_empty());
+    let bottommost = (output_level + 1..NUM_LEVELS).all(|l| lv.overlapping(l, lo2, hi2).is_empty());
     Some(CompactionPick {
         table_id,
         level,
-        output_level: level + 1,
+        output_level,
         inputs,
         overlapping,
         bottommost,

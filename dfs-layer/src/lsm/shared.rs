@@ -14,6 +14,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::manifest::{ManifestState, ManifestStore};
 use super::options::{TreeHooks, TreeOptions};
+use super::picker::{level_targets, CompactionOptions};
 use super::version::{table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
 use super::writer::RunTarget;
 use crate::cache::BlockCache;
@@ -70,10 +71,12 @@ pub(super) struct Inner {
 /// Moves each flushed (level-0) file of `edit` as deep as it can go without changing what
 /// any read sees, as RocksDB places an ingested file: to the deepest level `l` such that no
 /// file on levels `0..=l` overlaps it (so nothing newer sits above it, and it fits into
-/// level `l`'s sorted run). A file that overlaps another file of the same edit, or of a
-/// table with a compaction running (whose outputs are not in the version yet), stays on
-/// level 0. A load into an empty or disjoint key range then costs no compaction rewrite.
-fn place_flushed(st: &State, edit: &mut VersionEdit) {
+/// level `l`'s sorted run), if `l` is at or below the table's base level (a file above it
+/// would only have to drain down again). A file that overlaps another file of the same
+/// edit, or of a table with a compaction running (whose outputs are not in the version
+/// yet), stays on level 0. A load into an empty or disjoint key range then costs no
+/// compaction rewrite.
+fn place_flushed(st: &State, opts: &CompactionOptions, edit: &mut VersionEdit) {
     let version = &st.manifest.version;
     let added: Vec<(usize, u32, Vec<u8>, Vec<u8>)> = edit
         .added
@@ -107,7 +110,10 @@ fn place_flushed(st: &State, edit: &mut VersionEdit) {
             .iter()
             .take_while(|files| !files.iter().any(|g| g.overlaps(lo, hi)))
             .count();
-        *level = free.saturating_sub(1);
+        let (base, _) = level_targets(opts, levels);
+        if free > base {
+            *level = free - 1;
+        }
     }
 }
 
@@ -166,7 +172,7 @@ impl Inner {
         mut edit: VersionEdit,
         update: impl FnOnce(&mut ManifestState),
     ) -> Result<()> {
-        place_flushed(st, &mut edit);
+        place_flushed(st, &self.opts.compaction, &mut edit);
         let mut next = st.manifest.clone();
         next.version = st.manifest.version.apply(&edit);
         update(&mut next);

@@ -536,7 +536,12 @@ public class StrataKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
             name -> {
               Table t;
               try {
-                t = db.createTable("_timers_" + name, new TableOptions().keyGroupField(0, keyGroupPrefixBytes));
+                // The prefix length groups a key group's timers in the hot tier, so the
+                // sets' prefix scans read one shard.
+                t =
+                    db.createTable(
+                        "_timers_" + name,
+                        new TableOptions().keyGroupField(0, keyGroupPrefixBytes).prefixLength(keyGroupPrefixBytes));
               } catch (StrataException e) {
                 throw new IllegalStateException("creating the timer table of " + name, e);
               }
