@@ -8,22 +8,11 @@
 #                                        BACKENDS, CHECKPOINT_INTERVAL (default 1s), XMX (2g)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-lib=$(bash "$here/../../tests/flink-setup.sh")
-jar=$(PROFILE=${PROFILE:-release} FLINK_LIB="$lib" bash "$here/build.sh")
-out="$here/build/flink-test-classes"
-rm -rf "$out" && mkdir -p "$out"
-javac -Xlint:all,-serial,-options,-processing -Werror --release 17 -encoding UTF-8 \
-  -cp "$jar:$lib/*" -d "$out" $(find "$here/src/flink-test/java" -name '*.java')
-cat > "$out/log4j2.properties" <<'PROPS'
-rootLogger.level = ERROR
-rootLogger.appenderRef.console.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{HH:mm:ss} %-5p %c{1} - %m%n
-PROPS
+export PROFILE=${PROFILE:-release}
+source "$here/flink-test-build.sh"
+export FLINK_ROOT_LOG_LEVEL=ERROR
 jobs=("$@")
-[ ${#jobs[@]} -gt 0 ] || jobs=(count dedup windows sessions timers)
+[ ${#jobs[@]} -gt 0 ] || jobs=(count dedup windows sessions timers hot-items)
 backends=(${BACKENDS:-hashmap rocksdb forst strata})
 results="$here/build/flink-bench.jsonl"
 : > "$results"

@@ -7,22 +7,7 @@
 #   bash run-flink-tests.sh timer-model                   the timer set's model test
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-lib=$(bash "$here/../../tests/flink-setup.sh")
-jar=$(FLINK_LIB="$lib" bash "$here/build.sh")
-out="$here/build/flink-test-classes"
-rm -rf "$out" && mkdir -p "$out"
-javac -Xlint:all,-serial,-options,-processing -Werror --release 17 -encoding UTF-8 \
-  -cp "$jar:$lib/*" -d "$out" $(find "$here/src/flink-test/java" -name '*.java')
-cat > "$out/log4j2.properties" <<'PROPS'
-rootLogger.level = WARN
-rootLogger.appenderRef.console.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{HH:mm:ss} %-5p %c{1} - %m%n
-logger.flink.name = org.apache.flink
-logger.flink.level = ${env:FLINK_LOG_LEVEL:-ERROR}
-PROPS
+source "$here/flink-test-build.sh"
 if [ "${1:-}" = timer-model ]; then
   shift
   exec java -cp "$out:$jar:$lib/*" io.strata.flink.TimerSetModelTest "$@"

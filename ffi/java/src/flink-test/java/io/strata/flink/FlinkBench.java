@@ -6,13 +6,11 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import org.apache.flink.api.common.JobID;
-import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.RichFlatMapFunction;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.connector.source.util.ratelimit.RateLimiterStrategy;
 import org.apache.flink.api.java.tuple.Tuple3;
 import org.apache.flink.configuration.Configuration;
-import org.apache.flink.connector.datagen.source.DataGeneratorSource;
 import org.apache.flink.runtime.checkpoint.CheckpointStatsSnapshot;
 import org.apache.flink.runtime.checkpoint.CompletedCheckpointStatsSummarySnapshot;
 import org.apache.flink.runtime.minicluster.MiniCluster;
@@ -114,15 +112,8 @@ public final class FlinkBench {
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(c);
     env.setParallelism(1);
     env.getConfig().enableObjectReuse();
-    DataGeneratorSource<Tuple3<Long, Long, Long>> source =
-        new DataGeneratorSource<>(
-            FlinkJobs::event, Long.MAX_VALUE, RateLimiterStrategy.noOp(), Types.TUPLE(Types.LONG, Types.LONG, Types.LONG));
     DataStream<Tuple3<Long, Long, Long>> events =
-        env.fromSource(
-                source,
-                WatermarkStrategy.<Tuple3<Long, Long, Long>>forMonotonousTimestamps()
-                    .withTimestampAssigner((e, t) -> e.f1),
-                "events")
+        FlinkJobs.events(env, Long.MAX_VALUE, RateLimiterStrategy.noOp())
             .flatMap(new Meter())
             .returns(Types.TUPLE(Types.LONG, Types.LONG, Types.LONG))
             .name("meter");

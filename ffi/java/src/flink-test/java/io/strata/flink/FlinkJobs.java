@@ -542,18 +542,11 @@ public final class FlinkJobs {
     }
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(c);
     env.setParallelism(parallelism);
-    DataGeneratorSource<Tuple3<Long, Long, Long>> source =
-        new DataGeneratorSource<>(
-            FlinkJobs::event,
-            N,
-            RateLimiterStrategy.perSecond(restoreFrom == null && (fail || noRestart) ? 100_000 : 10_000_000),
-            Types.TUPLE(Types.LONG, Types.LONG, Types.LONG));
     DataStream<Tuple3<Long, Long, Long>> events =
-        env.fromSource(
-                source,
-                WatermarkStrategy.<Tuple3<Long, Long, Long>>forMonotonousTimestamps()
-                    .withTimestampAssigner((e, t) -> e.f1),
-                "events")
+        events(
+                env,
+                N,
+                RateLimiterStrategy.perSecond(restoreFrom == null && (fail || noRestart) ? 100_000 : 10_000_000))
             .setParallelism(1)
             .map(new FailOnce(fail))
             .setParallelism(1)
@@ -566,6 +559,15 @@ public final class FlinkJobs {
     JobExecutionResult r = env.execute(job + " on " + backend);
     Long sum = r.getAccumulatorResult("checksum");
     return sum == null ? 0 : sum;
+  }
+
+  /** {@code count} events (event time from {@link #event}, monotonous watermarks). */
+  static org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator<Tuple3<Long, Long, Long>> events(
+      StreamExecutionEnvironment env, long count, RateLimiterStrategy<?> rate) {
+    return env.fromSource(
+        new DataGeneratorSource<>(FlinkJobs::event, count, rate, Types.TUPLE(Types.LONG, Types.LONG, Types.LONG)),
+        WatermarkStrategy.<Tuple3<Long, Long, Long>>forMonotonousTimestamps().withTimestampAssigner((e, t) -> e.f1),
+        "events");
   }
 
   /** The newest retained checkpoint under {@code dir}/checkpoints. */
