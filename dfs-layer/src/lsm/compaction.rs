@@ -41,7 +41,9 @@ impl Inner {
 
     /// Compacts every level of `table_id` into the next, top to bottom, until all its data
     /// is in one level (RocksDB's `CompactRange` over the whole table): the last step is
-    /// bottommost, so tombstones and filtered data are dropped there. Runs on the caller's
+    /// bottommost, so tombstones and filtered data are dropped there. With a compaction
+    /// filter, the last level is then rewritten in place too, so the filter sees data that
+    /// was already there (RocksDB's `kIfHaveCompactionFilter`). Runs on the caller's
     /// thread, holding the table's compaction slot, so background threads skip the table
     /// meanwhile.
     pub(super) fn compact_table_fully(self: &Arc<Self>, table_id: u32) -> Result<()> {
@@ -57,6 +59,7 @@ impl Inner {
                 .find(|&l| !lv.files[l].is_empty())
                 .unwrap_or(0)
         };
+        let filtered = inner.hooks.compaction_filter(table_id).is_some();
         for level in 0..=deepest.min(NUM_LEVELS - 2) {
             let p = {
                 let mut st = inner.state.lock();
@@ -88,7 +91,47 @@ impl Inner {
             inner.cv.notify_all();
             installed?;
         }
+        if filtered {
+            inner.rewrite_last_level(table_id)?;
+        }
         Ok(())
+    }
+
+    /// Rewrites the deepest non-empty level of `table_id` into itself (bottommost), so its
+    /// compaction filter sees every entry there.
+    fn rewrite_last_level(self: &Arc<Self>, table_id: u32) -> Result<()> {
+        let p = {
+            let mut st = self.state.lock();
+            while st.busy.contains(&table_id) {
+                self.check_poison()?;
+                self.cv.wait(&mut st);
+            }
+            let v = st.manifest.version.clone();
+            let Some(lv) = v.levels(table_id) else {
+                return Ok(());
+            };
+            let Some(level) = (1..NUM_LEVELS).rev().find(|&l| !lv.files[l].is_empty()) else {
+                return Ok(());
+            };
+            if (0..level).any(|l| !lv.files[l].is_empty()) {
+                return Ok(()); // data arrived above meanwhile: it is not the only level
+            }
+            st.busy.insert(table_id);
+            CompactionPick {
+                table_id,
+                level,
+                output_level: level,
+                inputs: lv.files[level].clone(),
+                overlapping: Vec::new(),
+                bottommost: true,
+                score: 0.0,
+            }
+        };
+        let r = self.run_compaction(&p);
+        let mut st = self.state.lock();
+        let installed = self.install_compaction(&mut st, &p, r);
+        self.cv.notify_all();
+        installed
     }
 
     /// Merges the inputs of `p` and writes them through the one table writer.
