@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::level_iter::level_iter;
 use super::picker::{pick, CompactionPick};
 use super::shared::{Inner, State};
-use super::version::{table_path, VersionEdit, NUM_LEVELS};
+use super::version::{table_path, Levels, VersionEdit, NUM_LEVELS};
 use super::writer::{write_run, RunSpec};
 use crate::error::{Error, Result};
 use crate::iter::{InternalIterator, MergingIterator};
@@ -61,21 +61,8 @@ impl Inner {
         };
         let filtered = inner.hooks.compaction_filter(table_id).is_some();
         for level in 0..=deepest.min(NUM_LEVELS - 2) {
-            let p = {
-                let mut st = inner.state.lock();
-                while st.busy.contains(&table_id) {
-                    inner.check_poison()?;
-                    inner.cv.wait(&mut st);
-                }
-                let v = st.manifest.version.clone();
-                let Some(lv) = v.levels(table_id) else {
-                    return Ok(());
-                };
-                if lv.files[level].is_empty() {
-                    continue;
-                }
-                st.busy.insert(table_id);
-                CompactionPick {
+            inner.run_claimed(table_id, |lv| {
+                (!lv.files[level].is_empty()).then(|| CompactionPick {
                     table_id,
                     level,
                     output_level: level + 1,
@@ -83,23 +70,38 @@ impl Inner {
                     overlapping: lv.files[level + 1].clone(),
                     bottommost: (level + 2..NUM_LEVELS).all(|l| lv.files[l].is_empty()),
                     score: 0.0,
-                }
-            };
-            let r = inner.run_compaction(&p);
-            let mut st = inner.state.lock();
-            let installed = inner.install_compaction(&mut st, &p, r);
-            inner.cv.notify_all();
-            installed?;
+                })
+            })?;
         }
         if filtered {
-            inner.rewrite_last_level(table_id)?;
+            // The deepest non-empty level, rewritten into itself (bottommost), if it is the
+            // only one (data that arrived above meanwhile makes it not the bottom run).
+            inner.run_claimed(table_id, |lv| {
+                let level = (1..NUM_LEVELS).rev().find(|&l| !lv.files[l].is_empty())?;
+                (0..level)
+                    .all(|l| lv.files[l].is_empty())
+                    .then(|| CompactionPick {
+                        table_id,
+                        level,
+                        output_level: level,
+                        inputs: lv.files[level].clone(),
+                        overlapping: Vec::new(),
+                        bottommost: true,
+                        score: 0.0,
+                    })
+            })?;
         }
         Ok(())
     }
 
-    /// Rewrites the deepest non-empty level of `table_id` into itself (bottommost), so its
-    /// compaction filter sees every entry there.
-    fn rewrite_last_level(self: &Arc<Self>, table_id: u32) -> Result<()> {
+    /// Waits for `table_id`'s compaction slot, lets `choose` pick a compaction from the
+    /// table's current levels (`None`: nothing to do), and runs and installs it on the
+    /// caller's thread.
+    fn run_claimed(
+        self: &Arc<Self>,
+        table_id: u32,
+        choose: impl FnOnce(&Levels) -> Option<CompactionPick>,
+    ) -> Result<()> {
         let p = {
             let mut st = self.state.lock();
             while st.busy.contains(&table_id) {
@@ -107,25 +109,11 @@ impl Inner {
                 self.cv.wait(&mut st);
             }
             let v = st.manifest.version.clone();
-            let Some(lv) = v.levels(table_id) else {
+            let Some(p) = v.levels(table_id).and_then(choose) else {
                 return Ok(());
             };
-            let Some(level) = (1..NUM_LEVELS).rev().find(|&l| !lv.files[l].is_empty()) else {
-                return Ok(());
-            };
-            if (0..level).any(|l| !lv.files[l].is_empty()) {
-                return Ok(()); // data arrived above meanwhile: it is not the only level
-            }
             st.busy.insert(table_id);
-            CompactionPick {
-                table_id,
-                level,
-                output_level: level,
-                inputs: lv.files[level].clone(),
-                overlapping: Vec::new(),
-                bottommost: true,
-                score: 0.0,
-            }
+            p
         };
         let r = self.run_compaction(&p);
         let mut st = self.state.lock();
