@@ -100,7 +100,8 @@ pub fn pick(
     pointers: &BTreeMap<(u32, usize), Vec<u8>>,
     busy_tables: &HashSet<u32>,
 ) -> Option<CompactionPick> {
-    let mut best: Option<(f64, u32, usize)> = None;
+    // (score, table, level, the table's base level)
+    let mut best: Option<(f64, u32, usize, usize)> = None;
     for (&t, lv) in &version.tables {
         if busy_tables.contains(&t) {
             continue;
@@ -119,12 +120,12 @@ pub fn pick(
             } else {
                 bytes / target as f64
             };
-            if score >= 1.0 && best.is_none_or(|(b, _, _)| score > b) {
-                best = Some((score, t, level));
+            if score >= 1.0 && best.is_none_or(|(b, ..)| score > b) {
+                best = Some((score, t, level, base));
             }
         }
     }
-    let (score, table_id, level) = best?;
+    let (score, table_id, level, base) = best?;
     let lv = version.levels(table_id)?;
     let inputs: Vec<Arc<FileMeta>> = if level == 0 {
         lv.files[0].clone()
@@ -139,7 +140,6 @@ pub fn pick(
     let lo = inputs.iter().map(|f| f.smallest_user()).min()?.to_vec();
     let hi = inputs.iter().map(|f| f.largest_user()).max()?.to_vec();
     let output_level = if level == 0 {
-        let (base, _) = level_targets(opts, lv);
         (1..base)
             .find(|&l| !lv.overlapping(l, &lo, &hi).is_empty())
             .unwrap_or(base)

@@ -2,7 +2,6 @@ package io.strata.flink;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import org.apache.flink.api.common.JobID;
@@ -203,8 +202,4 @@ public final class FlinkBench {
   }
 
   private FlinkBench() {}
-
-  static List<String> backends() {
-    return List.of("hashmap", "rocksdb", "forst", "strata");
-  }
 }
