@@ -141,11 +141,10 @@ impl MiddleTier {
         let dk = dbkey::encode_on_stack(table_id, user_key);
         // One fold over every tier, newest first (see `strata_dfs::VersionFold`).
         let mut fold = VersionFold::new(merge, seq);
-        let generation = s.hot.fold_into(&dk, &mut fold);
+        let probe = s.hot.fold_into(&dk, &mut fold);
         if fold.is_done() {
             return Ok(fold.into_value());
         }
-        let from_hot = !fold.is_empty();
         let mut visit = |kind, vseq, v: &[u8]| fold.push(vseq, kind, v);
         let chunks: Vec<Arc<Chunk>> = s.chunks.read().clone();
         let hash = strata_dfs::internals::hash64(&dk);
@@ -180,12 +179,14 @@ impl MiddleTier {
             Folded::Absent => return Ok(None),
         };
         if promote {
-            if from_hot {
+            if probe.present {
+                // A partial entry, or one whose operands are all persisted (readers skip
+                // those in memory): install the full value so the next read stops here.
                 if kind == key::ValueKind::Put {
                     s.hot.resolve_partial(&dk, vseq, &value);
                 }
             } else if s.door.seen_before(hash) {
-                s.hot.promote(&dk, generation, vseq, kind, &value);
+                s.hot.promote(&dk, probe.generation, vseq, kind, &value);
                 if s.hot.bytes() > s.settings.hot_budget {
                     s.signal();
                 }

@@ -212,6 +212,8 @@ pub(super) struct Shard {
     /// by the flush stream when it copies the entry (and set again by a thaw). So every dirty entry's
     /// flag is set, and a flush visits only flagged keys instead of probing every entry.
     pub(super) order: BTreeMap<HotKey, bool>,
+    /// How many of `order`'s flags are set.
+    pub(super) flagged: usize,
     pub(super) bytes: usize,
     /// Bumped whenever entries leave the shard (packing, flush-drops); promotion checks it.
     pub(super) generation: u64,

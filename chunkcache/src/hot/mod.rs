@@ -59,6 +59,9 @@ pub struct HotKv {
     bytes: AtomicUsize,
     entries: AtomicUsize,
     epoch: AtomicU32,
+    /// Odd while a flush stream may have copied entries whose files are not yet committed
+    /// (see [`HotKv::range`]).
+    stream_epoch: AtomicU64,
     /// Counters.
     pub stats: HotStats,
 }
@@ -67,6 +70,15 @@ impl Default for HotKv {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What [`HotKv::fold_into`] found besides the versions it folded.
+#[derive(Debug, Clone, Copy)]
+pub struct HotProbe {
+    /// The shard's generation, for [`HotKv::promote`].
+    pub generation: u64,
+    /// True if the key has an entry (possibly partial, or with only persisted operands).
+    pub present: bool,
 }
 
 /// A write to apply.
@@ -95,6 +107,7 @@ impl HotKv {
             bytes: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
             epoch: AtomicU32::new(1),
+            stream_epoch: AtomicU64::new(0),
             stats: HotStats::default(),
         }
     }
@@ -256,7 +269,9 @@ impl HotKv {
         if flag_it {
             // See `Shard::order`.
             if let Some(flag) = shard.order.get_mut(key) {
-                *flag = true;
+                if !std::mem::replace(flag, true) {
+                    shard.flagged += 1;
+                }
             }
         }
     }
@@ -270,12 +285,14 @@ impl HotKv {
 
     /// Pushes the versions of `key` a reader may combine with lower tiers into `fold`
     /// (newest first, up to the first persisted merge operand) and stamps the entry as
-    /// recently used. Returns the shard generation read under the same lock, for
-    /// [`HotKv::promote`].
+    /// recently used. Returns what a reader needs to install the result afterwards: the
+    /// shard generation read under the same lock (for [`HotKv::promote`]) and whether the
+    /// key has an entry (then [`HotKv::resolve_partial`] applies instead).
     #[inline]
-    pub fn fold_into(&self, key: &[u8], fold: &mut VersionFold<'_>) -> u64 {
+    pub fn fold_into(&self, key: &[u8], fold: &mut VersionFold<'_>) -> HotProbe {
         let shard = self.shards[self.shard_of(key)].read();
-        let answered = match shard.map.get(key) {
+        let entry = shard.map.get(key);
+        let answered = match entry {
             None => false,
             Some(e) => {
                 e.access
@@ -290,7 +307,10 @@ impl HotKv {
         };
         let c = if answered { &shard.hits } else { &shard.misses };
         c.fetch_add(1, Ordering::Relaxed);
-        shard.generation
+        HotProbe {
+            generation: shard.generation,
+            present: entry.is_some(),
+        }
     }
 
     /// Shard generation of `key`, to be passed to [`HotKv::promote`].
@@ -327,25 +347,33 @@ impl HotKv {
         let k = HotKey::from_slice(key);
         let charge = entry_charge(&k, &e);
         shard.order.insert(k.clone(), e.is_dirty());
+        shard.flagged += usize::from(e.is_dirty());
         shard.map.insert(k, e);
         self.entries.fetch_add(1, Ordering::Relaxed);
         self.account(shard, 0, charge);
     }
 
-    /// Replaces a partial entry's newest operand (sequence `newest_seq`) by the full value
-    /// computed from lower tiers, so the next read is answered in memory.
+    /// Replaces a partial entry (newest version a merge operand at `newest_seq`) by the
+    /// full value as of that sequence number, computed from every tier, so the next read is
+    /// answered in memory. The entry's older versions must all be persisted: they are
+    /// dropped (a reader at an older snapshot finds them below, as after
+    /// [`HotKv::prune_versions`]). A persisted newest operand becomes a persisted `Put` of
+    /// the same sequence number: below, the operand and what it folds onto give the same
+    /// value, so the entry stays clean.
     pub fn resolve_partial(&self, key: &[u8], newest_seq: SeqNo, full: &[u8]) {
         let mut shard = self.shards[self.shard_of(key)].write();
         let Some(e) = shard.map.get_mut(key) else {
             return;
         };
-        if e.versions.len() != 1
-            || e.versions[0].seq != newest_seq
+        let persisted = e.persisted;
+        if e.versions[0].seq != newest_seq
             || e.versions[0].kind != ValueKind::Merge
+            || e.versions[1..].iter().any(|v| v.seq > persisted)
         {
             return;
         }
         let before = entry_charge(key, e);
+        e.versions.truncate(1);
         e.versions[0].kind = ValueKind::Put;
         e.versions[0].value.clear();
         e.versions[0].value.extend_from_slice(full);
@@ -353,15 +381,18 @@ impl HotKv {
         self.account(&mut shard, before, after);
     }
 
-    /// Copies every entry whose key is in `[start, end)` as internal keys (all readable
-    /// versions), sorted. Used to build iterators; stamps nothing. When every key in the
-    /// range shares one routing prefix, only that prefix's shard is read.
+    /// The versions in `[start, end)` that an iterator must read from the hot tier, as
+    /// internal keys, sorted: every readable version of every entry, or nothing at all when
+    /// every entry in the range is clean (all its versions are in a lower tier too, so the
+    /// lower tiers alone give the same result, read from contiguous blocks instead of one
+    /// scattered node per key). Stamps nothing. When every key in the range shares one
+    /// routing prefix, only that prefix's shard is read.
     pub fn range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Bytes)> {
-        let mut out = Vec::new();
         let hi = match end {
             Some(e) => Bound::Excluded(e),
             None => Bound::Unbounded,
         };
+        let bounds = (Bound::Included(start), hi);
         // Every key in [start, end) shares the routing prefix R = start[..r] when R is a
         // full routing prefix and end <= successor(R): then they all live in R's shard.
         let single = self.route_len(start).is_some_and(|r| {
@@ -375,13 +406,13 @@ impl HotKv {
         } else {
             (0..SHARDS).collect()
         };
-        for si in shards {
+        let mut out = Vec::new();
+        if self.range_is_persisted(&shards, bounds) {
+            return out;
+        }
+        for &si in &shards {
             let s = self.shards[si].read();
-            for k in s
-                .order
-                .range::<[u8], _>((Bound::Included(start), hi))
-                .map(|(k, _)| k)
-            {
+            for k in s.order.range::<[u8], _>(bounds).map(|(k, _)| k) {
                 if let Some(e) = s.map.get(k) {
                     for v in readable(e) {
                         out.push((
@@ -392,8 +423,37 @@ impl HotKv {
                 }
             }
         }
-        out.sort_by(|a, b| key::compare(&a.0, &b.0));
+        if !single {
+            // One shard's ordered index already yields internal-key order (keys ascending,
+            // each key's versions newest first).
+            out.sort_by(|a, b| key::compare(&a.0, &b.0));
+        }
         out
+    }
+
+    /// True if every entry of `shards` within `bounds` is clean, judged by the ordered
+    /// index's flags alone (no entry is dereferenced), and no flush stream ran meanwhile.
+    ///
+    /// A shard without flagged keys needs no search at all (the state after a checkpoint's
+    /// flush). A clear flag means the entry is clean, except while a flush stream is in flight: the
+    /// stream clears flags as it copies entries, before their file is committed. The
+    /// stream epoch is odd during a stream ([`HotKv::dirty_stream`] to
+    /// [`HotKv::mark_frozen_persisted`] or [`HotKv::thaw`]); a flag the stream cleared is
+    /// seen here only after the epoch went odd (the stream clears it under the shard lock
+    /// this reads under), so an unchanged even epoch proves no clear flag came from a stream
+    /// whose files are not yet visible.
+    fn range_is_persisted(&self, shards: &[usize], bounds: (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
+        let before = self.stream_epoch.load(Ordering::SeqCst);
+        if before % 2 == 1 {
+            return false;
+        }
+        for &si in shards {
+            let s = self.shards[si].read();
+            if s.flagged > 0 && s.order.range::<[u8], _>(bounds).any(|(_, dirty)| *dirty) {
+                return false;
+            }
+        }
+        self.stream_epoch.load(Ordering::SeqCst) == before
     }
 
     /// Picks the coldest entries holding about `target` bytes: their keys, coldest age
@@ -495,7 +555,9 @@ impl HotKv {
             return false;
         }
         let (k, e) = shard.map.remove_entry(key).expect("present");
-        shard.order.remove(&k);
+        if shard.order.remove(&k) == Some(true) {
+            shard.flagged -= 1;
+        }
         shard.generation += 1;
         let charge = entry_charge(&k, &e);
         self.account(&mut shard, charge, 0);

@@ -14,6 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 
 use strata_dfs::key;
 use strata_dfs::{InternalIterator, Result};
@@ -50,6 +51,7 @@ impl HotKv {
     /// [`DirtyStream`]). Entries are frozen as the stream reaches them; after the flush
     /// commits, [`HotKv::mark_frozen_persisted`] marks what it copied as persisted.
     pub fn dirty_stream(&self) -> DirtyStream<'_> {
+        self.set_streaming(true);
         DirtyStream {
             hot: self,
             cursors: Vec::new(),
@@ -70,18 +72,38 @@ impl HotKv {
                 e.persisted = e.persisted.max(e.frozen);
             }
         }
+        self.set_streaming(false);
     }
 
     /// Unfreezes what a failed flush froze: nothing it copied is persisted, so writes may
     /// fold into those versions again (the next flush copies them anew).
     pub fn thaw(&self) {
+        self.thaw_frozen();
+        self.set_streaming(false);
+    }
+
+    /// Marks the start (`true`) or end of a flush stream: the stream epoch goes odd, or
+    /// back to even (see [`HotKv::range`]). One stream runs at a time (the maintenance
+    /// lock); a repeated start or end changes nothing.
+    fn set_streaming(&self, on: bool) {
+        let _ = self
+            .stream_epoch
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |e| {
+                (e % 2 == u64::from(!on)).then_some(e + 1)
+            });
+    }
+
+    /// [`HotKv::thaw`] without ending the stream (a stream that restarts).
+    fn thaw_frozen(&self) {
         for s in self.shards.iter() {
             let mut s = s.write();
             let s = &mut *s;
             for (k, e) in s.map.iter_mut() {
                 if e.frozen > e.persisted {
                     if let Some(flag) = s.order.get_mut(&k[..]) {
-                        *flag = true;
+                        if !std::mem::replace(flag, true) {
+                            s.flagged += 1;
+                        }
                     }
                 }
                 e.frozen = e.frozen.min(e.persisted);
@@ -106,6 +128,7 @@ impl HotKv {
             if !std::mem::take(flag) {
                 continue;
             }
+            s.flagged -= 1;
             if let Some(e) = s.map.get_mut(k) {
                 if e.is_dirty() {
                     e.frozen = e.versions[0].seq;
@@ -170,7 +193,7 @@ impl InternalIterator for DirtyStream<'_> {
         // their flags cleared), so it sees every dirty entry again; a flush commits nothing
         // until it has streamed everything.
         if std::mem::replace(&mut self.started, true) {
-            self.hot.thaw();
+            self.hot.thaw_frozen();
         }
         self.cursors = (0..SHARDS).map(|_| Cursor::default()).collect();
         self.heads.clear();

@@ -142,6 +142,58 @@ fn partial_merge_reports_operand_and_resolves() {
 }
 
 #[test]
+fn persisted_partial_entries_resolve_and_unpersisted_older_versions_block_it() {
+    let h = HotKv::new();
+    // A partial entry whose operand is persisted: a reader skips it in memory.
+    h.apply(b"k", w(7, ValueKind::Merge, b"x", None));
+    h.mark_persisted(b"k", 7);
+    let mut fold = VersionFold::new(Some(&APPEND), 9);
+    assert!(h.fold_into(b"k", &mut fold).present);
+    assert!(
+        fold.is_empty(),
+        "a persisted operand is read below, not here"
+    );
+    h.resolve_partial(b"k", 7, b"basex");
+    assert_eq!(
+        lookup(&h, b"k", 9, Some(&APPEND)),
+        HotLookup::Value(b"basex".to_vec())
+    );
+    let e = h.shards[h.shard_of(b"k")].read();
+    assert!(!e.map.get(&b"k"[..]).unwrap().is_dirty(), "stays clean");
+    drop(e);
+
+    // An unpersisted newest operand over a persisted one resolves to one version.
+    h.apply(b"j", w(1, ValueKind::Merge, b"a", None));
+    let _ = h.take_versions(b"j");
+    h.apply(b"j", w(2, ValueKind::Merge, b"b", None));
+    h.mark_persisted(b"j", 1);
+    h.resolve_partial(b"j", 2, b"ab");
+    assert_eq!(
+        lookup(&h, b"j", 9, Some(&APPEND)),
+        HotLookup::Value(b"ab".to_vec())
+    );
+
+    // An older version that exists only here (kept for a snapshot) must not be dropped.
+    h.apply(b"s", w(1, ValueKind::Merge, b"a", None));
+    h.apply(b"s", w(2, ValueKind::Merge, b"b", Some(1)));
+    h.resolve_partial(b"s", 2, b"ab");
+    assert_eq!(
+        lookup(&h, b"s", 1, Some(&APPEND)),
+        HotLookup::Partial {
+            operand: b"a".to_vec(),
+            newest_seq: 1,
+            oldest_seq: 1
+        }
+    );
+    // A write since the read (another sequence number) is not overwritten either.
+    h.resolve_partial(b"s", 1, b"stale");
+    assert!(matches!(
+        lookup(&h, b"s", 9, Some(&APPEND)),
+        HotLookup::Partial { .. }
+    ));
+}
+
+#[test]
 fn frozen_versions_are_not_folded_into() {
     let h = HotKv::new();
     h.apply(b"k", w(1, ValueKind::Merge, b"a", None));
@@ -316,6 +368,7 @@ fn dirty_stream_is_sorted_complete_and_freezes_what_it_copied() {
     let k = key::user_key(&want[0].0).to_vec();
     h.apply(&k, w(100_001, ValueKind::Merge, b"!", None));
     assert_eq!(h.stats.in_place.load(Ordering::Relaxed), before + 1);
+    assert_flag_counts(&h);
 }
 
 /// Only flagged keys are visited, and the flags are a superset of the dirty entries: after a
@@ -349,8 +402,10 @@ fn dirty_flags_track_every_entry_that_becomes_dirty() {
         &7u32.to_be_bytes(),
         w(1002, ValueKind::Merge, b"late", None),
     );
+    assert_flag_counts(&h);
     h.mark_frozen_persisted();
     assert_eq!(drain(&h), vec![7u32.to_be_bytes().to_vec()]);
+    assert_flag_counts(&h);
 }
 
 /// The user keys a dirty stream yields from its start (a restart if it ran before).
@@ -362,4 +417,63 @@ fn stream_keys(s: &mut DirtyStream<'_>) -> Vec<Vec<u8>> {
         s.next();
     }
     keys
+}
+
+/// A range whose entries are all clean yields nothing (the lower tiers hold all of it), but
+/// only once the flush that cleaned them has committed: while a stream is in flight its
+/// cleared flags prove nothing, and one dirty entry brings the whole range back.
+#[test]
+fn range_of_clean_entries_is_left_to_lower_tiers_only_after_the_flush_commits() {
+    let h = HotKv::new();
+    for i in 0..20u32 {
+        h.apply(
+            &i.to_be_bytes(),
+            w(u64::from(i) + 1, ValueKind::Put, b"v", None),
+        );
+    }
+    let lo = 5u32.to_be_bytes();
+    let hi = 15u32.to_be_bytes();
+    assert_eq!(h.range(&lo, Some(&hi)).len(), 10);
+    let mut s = h.dirty_stream();
+    assert_eq!(stream_keys(&mut s).len(), 20);
+    drop(s);
+    assert_eq!(
+        h.range(&lo, Some(&hi)).len(),
+        10,
+        "streamed but not committed: the hot tier still answers"
+    );
+    h.mark_frozen_persisted();
+    assert!(h.range(&lo, Some(&hi)).is_empty());
+    // A stream that found nothing to copy and ends in a thaw leaves them clean.
+    let mut s = h.dirty_stream();
+    assert!(stream_keys(&mut s).is_empty(), "nothing dirty");
+    drop(s);
+    h.thaw();
+    assert!(h.range(&lo, Some(&hi)).is_empty());
+    h.apply(&9u32.to_be_bytes(), w(30, ValueKind::Put, b"w", None));
+    let r = h.range(&lo, Some(&hi));
+    assert_eq!(
+        r.len(),
+        10,
+        "one dirty entry: every entry of the range is copied"
+    );
+    assert!(h.range(&15u32.to_be_bytes(), None).is_empty());
+    // A stream that copied an entry and then failed leaves it dirty and visible.
+    let mut s = h.dirty_stream();
+    assert_eq!(stream_keys(&mut s).len(), 1);
+    drop(s);
+    h.thaw();
+    assert_eq!(h.range(&lo, Some(&hi)).len(), 10);
+    assert_flag_counts(&h);
+    h.mark_frozen_persisted();
+    assert!(h.remove_if_unchanged(&9u32.to_be_bytes(), 30));
+    assert_flag_counts(&h);
+}
+
+/// Every shard's count of flagged keys matches its flags.
+fn assert_flag_counts(h: &HotKv) {
+    for s in h.shards.iter() {
+        let s = s.read();
+        assert_eq!(s.flagged, s.order.values().filter(|f| **f).count());
+    }
 }
