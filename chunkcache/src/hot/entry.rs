@@ -219,6 +219,17 @@ pub(super) struct Shard {
     pub(super) generation: u64,
 }
 
+/// Sets `key`'s *may be dirty* flag in a shard's ordered index (`order`), keeping the
+/// shard's count of set flags (`flagged`) exact. Two fields rather than `&mut Shard`, so a
+/// caller iterating the shard's hash map can still call it.
+pub(super) fn raise_flag(order: &mut BTreeMap<HotKey, bool>, flagged: &mut usize, key: &[u8]) {
+    if let Some(flag) = order.get_mut(key) {
+        if !std::mem::replace(flag, true) {
+            *flagged += 1;
+        }
+    }
+}
+
 pub(super) fn new_version(w: &HotWrite<'_>) -> HotVersion {
     HotVersion {
         seq: w.seq,

@@ -32,7 +32,7 @@ use strata_dfs::{Folded, MergeOperator, VersionFold};
 
 use crate::dbkey;
 pub use entry::{chain_charge, entry_charge, Entry, HotKey, HotValue, HotVersion};
-use entry::{merge_into, new_version, readable, unpersisted, Shard};
+use entry::{merge_into, new_version, raise_flag, readable, unpersisted, Shard};
 pub use stream::DirtyStream;
 
 const SHARDS: usize = 64;
@@ -268,11 +268,7 @@ impl HotKv {
         self.account(shard, before, after);
         if flag_it {
             // See `Shard::order`.
-            if let Some(flag) = shard.order.get_mut(key) {
-                if !std::mem::replace(flag, true) {
-                    shard.flagged += 1;
-                }
-            }
+            raise_flag(&mut shard.order, &mut shard.flagged, key);
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use strata_dfs::key;
 use strata_dfs::{InternalIterator, Result};
 
-use super::entry::{unpersisted, HotKey};
+use super::entry::{raise_flag, unpersisted, HotKey};
 use super::{HotKv, HotVersion, SHARDS};
 
 /// Dirty entries copied per shard per refill (and keys scanned per lock hold, times 64).
@@ -100,11 +100,7 @@ impl HotKv {
             let s = &mut *s;
             for (k, e) in s.map.iter_mut() {
                 if e.frozen > e.persisted {
-                    if let Some(flag) = s.order.get_mut(&k[..]) {
-                        if !std::mem::replace(flag, true) {
-                            s.flagged += 1;
-                        }
-                    }
+                    raise_flag(&mut s.order, &mut s.flagged, k);
                 }
                 e.frozen = e.frozen.min(e.persisted);
             }
