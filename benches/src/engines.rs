@@ -34,6 +34,11 @@ pub trait Engine: Send + Sync {
     fn flush(&self);
     /// The directory the engine keeps its files in.
     fn dir(&self) -> &Path;
+    /// The engine's own statistics, for a human (printed after each phase when
+    /// `STRATA_BENCH_STATS` is set); `None` where the engine has none worth printing.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Opens the engine called `name` in `dir` with `budget` bytes of memory.
@@ -64,6 +69,7 @@ impl StrataEngine {
         let settings = strata::Settings {
             memory_budget_bytes: budget,
             flush_on_close: false,
+            tune_allocator: std::env::var_os("STRATA_BENCH_NO_TUNE").is_none(),
             ..strata::Settings::default()
         };
         let db = strata::Db::open(dir, settings).map_err(|e| e.to_string())?;
@@ -125,6 +131,23 @@ impl Engine for StrataEngine {
             n += 1;
         }
         n
+    }
+    fn describe(&self) -> Option<String> {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        let malloc = {
+            // SAFETY: mallinfo2 only reads glibc's allocator counters.
+            let mi = unsafe { libc::mallinfo2() };
+            let mib = |b: usize| b as f64 / 1048576.0;
+            format!(
+                "malloc: {:.1} MiB in use, {:.1} MiB free in arenas, {:.1} MiB mmapped\n",
+                mib(mi.uordblks),
+                mib(mi.fordblks),
+                mib(mi.hblkhd)
+            )
+        };
+        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+        let malloc = String::new();
+        Some(format!("{}{malloc}", self.db.stats()))
     }
     fn dir(&self) -> &Path {
         &self.dir

@@ -153,8 +153,12 @@ fn child(a: ChildArgs) -> Result<(), String> {
         threads: a.threads,
         progress: true,
     };
+    let show_stats = std::env::var_os("STRATA_BENCH_STATS").is_some();
     workloads::run(&a.workload, engine.as_ref(), cfg, &mut |r| {
         println!("RESULT {}", serde_json::to_string(&r).expect("json"));
+        if let Some(s) = engine.describe().filter(|_| show_stats) {
+            eprintln!("after {} {}:\n{s}", r.workload, r.phase);
+        }
     })?;
     drop(engine);
     Ok(())

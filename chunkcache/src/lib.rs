@@ -5,7 +5,7 @@
 //!
 //! Where things live: [`tier`](MiddleTier) is the coordinator and read path, `maintenance`
 //! moves data down, `shared` the state they share, `hot/` is the hot KV cache, `chunk` the chunks, `dbkey` the one key
-//! codec, `doorkeeper` the promotion filter, `stats` the counters.
+//! codec, `doorkeeper` the promotion filter, `stats` the counters, `memory` the process's real memory.
 #![deny(missing_docs)]
 
 mod chunk;
@@ -13,6 +13,7 @@ pub mod dbkey;
 mod doorkeeper;
 mod hot;
 mod maintenance;
+pub mod memory;
 mod shared;
 mod stats;
 mod tier;

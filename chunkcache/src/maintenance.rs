@@ -138,13 +138,18 @@ impl Shared {
         if self.hot.bytes() > self.settings.hot_budget {
             self.hot.prune_versions();
             self.hot.advance_epoch();
-            // Down to three quarters of the budget: one pick of the coldest keys, then
-            // bounded batches (one chunk each) of them. A batch is copied twice before it
+            // Down to three quarters of the budget: one pick of the coldest keys (the
+            // clean ones are dropped right away), then bounded batches (one chunk each) of
+            // the dirty ones. A batch is copied twice before it
             // becomes a chunk, so its size bounds that transient memory; chunk flushes run
             // between batches.
             let goal = self.settings.hot_budget * 3 / 4;
             let batch = (self.settings.hot_budget / 16).clamp(256 << 10, 8 << 20);
-            let keys = self.hot.coldest_keys(self.hot.bytes().saturating_sub(goal));
+            let (keys, dropped) = self.hot.pick_coldest(self.hot.bytes().saturating_sub(goal));
+            self.counters
+                .dropped_clean
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            self.notify_room();
             let mut next = 0;
             while next < keys.len() && self.hot.bytes() > goal {
                 next = self.pack(&keys, next, batch)?;
@@ -158,6 +163,36 @@ impl Shared {
             self.write_behind()?;
         }
         Ok(())
+    }
+
+    /// Returns the allocator's free pages to the OS when the resident set exceeds the
+    /// accounted memory by more than the slack (see [`crate::memory`]), at most once a
+    /// second: a trim walks the allocator's free lists, which costs milliseconds.
+    pub(crate) fn release_retained(&self) {
+        let slack = self.settings.retained_slack;
+        if slack == 0 {
+            return;
+        }
+        let Some(resident) = crate::memory::resident_bytes() else {
+            return;
+        };
+        let cache = self.tree.block_cache().map_or(0, |c| {
+            let s = c.snapshot();
+            (s.bytes + s.reserved_bytes) as usize
+        });
+        let accounted = self.hot.bytes() + self.chunk_bytes.load(Ordering::Relaxed) + cache;
+        if resident <= accounted + slack {
+            return;
+        }
+        let mut last = self.last_trim.lock();
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        crate::memory::trim();
+        self.counters
+            .allocator_trims
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn flush_chunks_over_budget(&self) -> Result<()> {
@@ -332,5 +367,6 @@ pub(crate) fn maintenance_loop(s: &Arc<Shared>) {
             }
         }
         s.notify_room();
+        s.release_retained();
     }
 }

@@ -34,6 +34,10 @@ pub struct MiddleSettings {
     /// what a full flush (a checkpoint) has left to write, as RocksDB's write-buffer size
     /// bounds its memtable flush.
     pub write_behind_bytes: usize,
+    /// When the process's resident set exceeds the accounted memory (hot tier, chunks,
+    /// block cache) by more than this, maintenance returns the allocator's free pages to
+    /// the OS (see [`crate::memory`]; 0: never).
+    pub retained_slack: usize,
 }
 
 pub(crate) struct Shared {
@@ -55,4 +59,6 @@ pub(crate) struct Shared {
     pub(crate) room: Mutex<()>,
     pub(crate) room_cv: Condvar,
     pub(crate) shutdown: AtomicBool,
+    /// When maintenance last trimmed the allocator (at most once a second).
+    pub(crate) last_trim: Mutex<Option<std::time::Instant>>,
 }

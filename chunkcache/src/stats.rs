@@ -22,6 +22,7 @@ pub(crate) struct Counters {
     pub(crate) write_stalls: AtomicU64,
     pub(crate) full_flushes: AtomicU64,
     pub(crate) write_behinds: AtomicU64,
+    pub(crate) allocator_trims: AtomicU64,
 }
 
 /// A copy of the middle tier's counters and sizes.
@@ -71,6 +72,9 @@ pub struct MiddleStats {
     pub full_flushes: u64,
     /// Background writes of all chunks and dirty hot entries (write-behind).
     pub write_behinds: u64,
+    /// Times maintenance returned the allocator's free pages to the OS because the
+    /// resident set exceeded the accounted memory by more than the slack.
+    pub allocator_trims: u64,
 }
 
 impl Counters {
@@ -107,6 +111,7 @@ impl Counters {
             write_stalls: l(&c.write_stalls),
             full_flushes: l(&c.full_flushes),
             write_behinds: l(&c.write_behinds),
+            allocator_trims: l(&c.allocator_trims),
         }
     }
 }

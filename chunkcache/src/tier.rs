@@ -58,6 +58,7 @@ impl MiddleTier {
             room: Mutex::new(()),
             room_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            last_trim: Mutex::new(None),
         });
         Ok(MiddleTier {
             s,

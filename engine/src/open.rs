@@ -89,6 +89,9 @@ impl Db {
             externals,
         )?;
         hooks.set_db_id(recovered.state.db_id);
+        if settings.tune_allocator {
+            strata_chunkcache::memory::tune_allocator();
+        }
         let middle = MiddleTier::new(
             tree,
             hooks.clone(),
@@ -99,6 +102,11 @@ impl Db {
                 hot_stall_bytes: split.hot + split.hot / 4,
                 write_behind_bytes: if settings.write_behind {
                     split.write_buffers / 2
+                } else {
+                    0
+                },
+                retained_slack: if settings.tune_allocator {
+                    split.write_buffers + (32 << 20)
                 } else {
                     0
                 },

@@ -130,11 +130,12 @@ impl std::fmt::Display for Stats {
         let mib = |b: u64| b as f64 / 1048576.0;
         writeln!(
             f,
-            "memory: {:.1} MiB accounted of {:.1} MiB budget; process resident {:.1} MiB (peak {:.1} MiB)",
+            "memory: {:.1} MiB accounted of {:.1} MiB budget; process resident {:.1} MiB (peak {:.1} MiB); {} allocator trims",
             mib(self.memory_in_use_bytes),
             mib(self.memory_budget_bytes),
             mib(self.resident_bytes),
-            mib(self.peak_resident_bytes)
+            mib(self.peak_resident_bytes),
+            m.allocator_trims
         )?;
         writeln!(
             f,

@@ -187,6 +187,14 @@ impl KeyMap {
         Some((key, entry))
     }
 
+    /// Keeps the entries for which `keep` returns true.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&HotKey, &mut Entry) -> bool) {
+        self.table.retain(|n| {
+            let Node { key, entry } = &mut **n;
+            keep(key, entry)
+        });
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = (&HotKey, &Entry)> {
         self.table.iter().map(|n| (&n.key, &n.entry))
     }

@@ -72,6 +72,11 @@ impl Default for HotKv {
     }
 }
 
+/// Epochs since `e` was last accessed, at most 255.
+fn age(now: u32, e: &Entry) -> u8 {
+    now.wrapping_sub(e.access.load(Ordering::Relaxed)).min(255) as u8
+}
+
 /// What [`HotKv::fold_into`] found besides the versions it folded.
 #[derive(Debug, Clone, Copy)]
 pub struct HotProbe {
@@ -452,34 +457,35 @@ impl HotKv {
         self.stream_epoch.load(Ordering::SeqCst) == before
     }
 
-    /// Picks the coldest entries holding about `target` bytes: their keys, coldest age
-    /// first within each shard. Nothing is copied, frozen or removed (see
-    /// [`HotKv::take_versions`] and [`HotKv::remove_if_unchanged`]), so one call can feed
-    /// several packing batches.
-    ///
-    /// Two passes under read locks and no sort: the first builds a histogram of bytes by age
-    /// (epochs since the last access), the second takes entries at least as old as the age
-    /// where the histogram, summed from the oldest, reaches `target`.
-    pub fn coldest_keys(&self, target: usize) -> Vec<HotKey> {
-        let now = self.epoch.load(Ordering::Relaxed);
-        let age =
-            |e: &Entry| (now.wrapping_sub(e.access.load(Ordering::Relaxed)) as usize).min(255);
+    /// The age (epochs since the last access, at most 255) at which the entries at least
+    /// that old hold about `target` bytes, from a histogram of bytes by age. A large tier
+    /// is sampled (every `stride`-th entry, at least 64K of them): the pick needs the
+    /// threshold, not exact sums, and a full pass costs one miss to memory per entry.
+    fn age_threshold(&self, target: usize, now: u32) -> u8 {
+        let stride = (self.len() / 65_536).max(1);
         let mut hist = [0usize; 256];
         for s in self.shards.iter() {
             let s = s.read();
-            for (k, e) in s.map.iter() {
-                hist[age(e)] += entry_charge(k, e);
+            for (k, e) in s.map.iter().step_by(stride) {
+                hist[age(now, e) as usize] += entry_charge(k, e) * stride;
             }
         }
-        let mut threshold = 0;
         let mut sum = 0;
         for a in (0..256).rev() {
             sum += hist[a];
             if sum >= target {
-                threshold = a;
-                break;
+                return a as u8;
             }
         }
+        0
+    }
+
+    /// Picks the coldest entries holding about `target` bytes: their keys, shard by
+    /// shard. Nothing is copied, frozen or removed (see [`HotKv::take_versions`] and
+    /// [`HotKv::remove_if_unchanged`]), so one call can feed several packing batches.
+    pub fn coldest_keys(&self, target: usize) -> Vec<HotKey> {
+        let now = self.epoch.load(Ordering::Relaxed);
+        let threshold = self.age_threshold(target, now);
         let mut taken = 0;
         let mut out = Vec::new();
         for s in self.shards.iter() {
@@ -491,13 +497,67 @@ impl HotKv {
                 if taken >= target {
                     break;
                 }
-                if age(e) >= threshold {
+                if age(now, e) >= threshold {
                     taken += entry_charge(k, e);
                     out.push(k.clone());
                 }
             }
         }
         out
+    }
+
+    /// [`HotKv::coldest_keys`] for packing, with the clean entries among the picked ones
+    /// dropped on the spot (every version of a clean entry is in a lower tier, so removing
+    /// it loses nothing, as [`HotKv::remove_if_unchanged`] after an empty
+    /// [`HotKv::take_versions`] would). One write lock per shard instead of two lock round
+    /// trips per entry: after write-behind most cold entries are clean. Returns the dirty
+    /// picked keys, to pack, and how many entries were dropped.
+    pub fn pick_coldest(&self, target: usize) -> (Vec<HotKey>, usize) {
+        let now = self.epoch.load(Ordering::Relaxed);
+        let threshold = self.age_threshold(target, now);
+        let mut taken = 0;
+        let mut dirty = Vec::new();
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            if taken >= target {
+                break;
+            }
+            let mut guard = shard.write();
+            let Shard {
+                map,
+                order,
+                flagged,
+                bytes,
+                generation,
+                ..
+            } = &mut *guard;
+            let (mut freed, mut removed) = (0, 0);
+            map.retain(|k, e| {
+                if taken >= target || age(now, e) < threshold {
+                    return true;
+                }
+                let charge = entry_charge(k, e);
+                taken += charge;
+                if e.is_dirty() {
+                    dirty.push(k.clone());
+                    return true;
+                }
+                if order.remove(&k[..]) == Some(true) {
+                    *flagged -= 1;
+                }
+                freed += charge;
+                removed += 1;
+                false
+            });
+            if removed > 0 {
+                *generation += 1;
+                *bytes -= freed;
+                self.bytes.fetch_sub(freed, Ordering::Relaxed);
+                self.entries.fetch_sub(removed, Ordering::Relaxed);
+                dropped += removed;
+            }
+        }
+        (dirty, dropped)
     }
 
     /// Copies the versions of `key` not yet persisted (empty for a clean entry) and freezes

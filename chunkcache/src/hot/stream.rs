@@ -12,23 +12,79 @@
 //! the flush commits, exactly the versions the stream copied as persisted.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
-use strata_dfs::key;
+use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::{InternalIterator, Result};
 
-use super::entry::{raise_flag, unpersisted, HotKey};
-use super::{HotKv, HotVersion, SHARDS};
+use super::entry::{raise_flag, Entry, HotKey};
+use super::{HotKv, SHARDS};
 
 /// Dirty entries copied per shard per refill (and keys scanned per lock hold, times 64).
 const BATCH: usize = 32;
 
+/// One shard's batch: entries copied under one lock hold, their versions and values in
+/// flat buffers that are reused from refill to refill, so streaming an entry allocates
+/// nothing.
+#[derive(Default)]
+struct Batch {
+    /// (key, index of its first version in `versions`, number of versions).
+    entries: Vec<(HotKey, usize, usize)>,
+    /// (sequence number, kind, value's range in `values`), newest first per entry.
+    versions: Vec<(SeqNo, ValueKind, usize, usize)>,
+    values: Vec<u8>,
+    /// The current entry.
+    pos: usize,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.pos >= self.entries.len()
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.versions.clear();
+        self.values.clear();
+        self.pos = 0;
+    }
+
+    /// Copies `key`'s versions not yet persisted, newest first.
+    fn push(&mut self, key: &HotKey, e: &Entry) {
+        let first = self.versions.len();
+        for v in e.versions.iter().take_while(|v| v.seq > e.persisted) {
+            let start = self.values.len();
+            self.values.extend_from_slice(&v.value);
+            self.versions
+                .push((v.seq, v.kind, start, self.values.len()));
+        }
+        self.entries
+            .push((key.clone(), first, self.versions.len() - first));
+    }
+
+    fn front(&self) -> Option<&HotKey> {
+        self.entries.get(self.pos).map(|(k, _, _)| k)
+    }
+
+    /// Number of versions of the current entry.
+    fn front_versions(&self) -> usize {
+        self.entries.get(self.pos).map_or(0, |e| e.2)
+    }
+
+    /// Version `vi` of the current entry: its sequence number, kind and value.
+    fn version(&self, vi: usize) -> (SeqNo, ValueKind, &[u8]) {
+        let (_, first, _) = &self.entries[self.pos];
+        let (seq, kind, start, end) = self.versions[first + vi];
+        (seq, kind, &self.values[start..end])
+    }
+}
+
 /// One shard's position in the stream.
 #[derive(Default)]
 struct Cursor {
-    batch: VecDeque<(HotKey, Vec<HotVersion>)>,
+    batch: Batch,
     /// The last key scanned; the next refill resumes after it.
     after: Option<HotKey>,
     done: bool,
@@ -110,6 +166,7 @@ impl HotKv {
     /// Copies up to [`BATCH`] dirty entries after `c.after` from shard `si`, freezing them
     /// and clearing their flags. Keys whose flag is clear are skipped without a probe.
     fn refill(&self, si: usize, c: &mut Cursor) {
+        c.batch.clear();
         let mut s = self.shards[si].write();
         let s = &mut *s;
         let lo = match &c.after {
@@ -128,10 +185,10 @@ impl HotKv {
             if let Some(e) = s.map.get_mut(k) {
                 if e.is_dirty() {
                     e.frozen = e.versions[0].seq;
-                    c.batch.push_back((k.clone(), unpersisted(e)));
+                    c.batch.push(k, e);
                 }
             }
-            if c.batch.len() >= BATCH || scanned >= BATCH * 64 {
+            if c.batch.entries.len() >= BATCH || scanned >= BATCH * 64 {
                 break;
             }
         }
@@ -153,7 +210,7 @@ impl DirtyStream<'_> {
     fn push_head(&mut self, si: usize) {
         let c = &mut self.cursors[si];
         self.hot.fill(si, c);
-        if let Some((k, _)) = c.batch.front() {
+        if let Some(k) = c.batch.front() {
             self.heads.push(Reverse((k.clone(), si)));
         }
     }
@@ -166,16 +223,12 @@ impl DirtyStream<'_> {
 
     fn build_key(&mut self) {
         if let Some((si, vi)) = self.current {
-            let (k, versions) = self.cursors[si].batch.front().expect("current entry");
-            let v = &versions[vi];
+            let batch = &self.cursors[si].batch;
+            let (seq, kind, _) = batch.version(vi);
             self.ikey.clear();
-            key::append_internal_key(&mut self.ikey, k, v.seq, v.kind);
+            let k = batch.front().expect("current entry");
+            key::append_internal_key(&mut self.ikey, k, seq, kind);
         }
-    }
-
-    fn version(&self) -> &HotVersion {
-        let (si, vi) = self.current.expect("valid");
-        &self.cursors[si].batch.front().expect("current entry").1[vi]
     }
 }
 
@@ -210,13 +263,12 @@ impl InternalIterator for DirtyStream<'_> {
         let Some((si, vi)) = self.current else {
             return;
         };
-        let n = self.cursors[si].batch.front().map_or(0, |e| e.1.len());
-        if vi + 1 < n {
+        if vi + 1 < self.cursors[si].batch.front_versions() {
             self.current = Some((si, vi + 1));
             self.build_key();
             return;
         }
-        self.cursors[si].batch.pop_front();
+        self.cursors[si].batch.pos += 1;
         self.push_head(si);
         self.settle();
     }
@@ -226,7 +278,8 @@ impl InternalIterator for DirtyStream<'_> {
     }
 
     fn value(&self) -> &[u8] {
-        &self.version().value
+        let (si, vi) = self.current.expect("valid");
+        self.cursors[si].batch.version(vi).2
     }
 
     fn status(&self) -> Result<()> {

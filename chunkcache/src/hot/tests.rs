@@ -477,3 +477,93 @@ fn assert_flag_counts(h: &HotKv) {
         assert_eq!(s.flagged, s.order.values().filter(|f| **f).count());
     }
 }
+
+#[test]
+fn pick_coldest_drops_old_clean_entries_and_returns_old_dirty_ones() {
+    let h = HotKv::new();
+    let key = |i: u32| i.to_be_bytes();
+    // Epoch 1: keys 0..400 written; the even ones are then made clean (persisted).
+    for i in 0..400u32 {
+        h.apply(&key(i), w(u64::from(i) + 1, ValueKind::Put, &[7; 40], None));
+    }
+    for i in (0..400u32).step_by(2) {
+        h.mark_persisted(&key(i), u64::from(i) + 1);
+    }
+    let per = h.bytes() / 400;
+    // Later epochs: keys 400..500 written, and key 1 read again, so they are young.
+    for _ in 0..3 {
+        h.advance_epoch();
+    }
+    for i in 400..500u32 {
+        h.apply(&key(i), w(u64::from(i) + 1, ValueKind::Put, &[7; 40], None));
+    }
+    assert!(matches!(
+        lookup(&h, &key(1), 1000, None),
+        HotLookup::Value(_)
+    ));
+    let g = h.generation(&key(0));
+    let before = h.bytes();
+
+    // The 399 old entries: the threshold lands on their age, and nothing younger is taken.
+    let (dirty, dropped) = h.pick_coldest(399 * per);
+
+    assert_eq!(dropped, 200, "every old clean entry is dropped");
+    let mut dirty: Vec<u32> = dirty
+        .iter()
+        .map(|k| u32::from_be_bytes(k[..].try_into().unwrap()))
+        .collect();
+    dirty.sort_unstable();
+    let want: Vec<u32> = (3..400).step_by(2).collect();
+    assert_eq!(
+        dirty, want,
+        "old dirty entries are returned, young ones kept"
+    );
+    assert_eq!(h.len(), 300);
+    for i in 0..500u32 {
+        let gone = i < 400 && i % 2 == 0;
+        assert_eq!(
+            lookup(&h, &key(i), 1000, None) == HotLookup::Absent,
+            gone,
+            "key {i}"
+        );
+    }
+    // Accounting: the tier's bytes are the sum of its entries', and the shard counters
+    // agree with the indexes.
+    let sum: usize = h
+        .shards
+        .iter()
+        .map(|s| {
+            let s = s.read();
+            assert_eq!(s.map.iter().count(), s.order.len());
+            let b: usize = s.map.iter().map(|(k, e)| entry_charge(k, e)).sum();
+            assert_eq!(b, s.bytes);
+            b
+        })
+        .sum();
+    assert_eq!(sum, h.bytes());
+    assert!(h.bytes() < before);
+    assert_flag_counts(&h);
+    h.promote(&key(0), g, 1, ValueKind::Put, b"stale");
+    assert_eq!(
+        lookup(&h, &key(0), 1000, None),
+        HotLookup::Absent,
+        "a promotion read before the drop must be refused"
+    );
+}
+
+#[test]
+fn pick_coldest_stops_near_its_target() {
+    let h = HotKv::new();
+    for i in 0..1000u32 {
+        h.apply(
+            &i.to_be_bytes(),
+            w(u64::from(i) + 1, ValueKind::Put, &[1; 20], None),
+        );
+        h.mark_persisted(&i.to_be_bytes(), u64::from(i) + 1);
+    }
+    let per = h.bytes() / 1000;
+    let (dirty, dropped) = h.pick_coldest(100 * per);
+    assert!(dirty.is_empty());
+    assert!((100..=101).contains(&dropped), "dropped {dropped}");
+    assert_eq!(h.len(), 1000 - dropped);
+}

@@ -509,6 +509,11 @@ impl LsmTree {
         &self.inner.storage
     }
 
+    /// The block cache the tree reads through, if it has one.
+    pub fn block_cache(&self) -> Option<&Arc<BlockCache>> {
+        self.inner.cache.as_ref()
+    }
+
     /// Deletes files that no version references any more.
     pub fn purge_obsolete(&self) {
         self.inner.purge();
