@@ -11,13 +11,14 @@
 //! resident after they are freed. A 3M-key load into a 256 MiB budget measured 100 MiB
 //! accounted, 200 MiB resident.
 //!
-//! Two remedies, both for glibc only (elsewhere they do nothing):
-//! - [`tune_allocator`] (at open, `Settings::tune_allocator`) fixes the mmap threshold at
-//!   1 MiB, which also stops glibc from raising it: buffers of a MiB or more are mapped
-//!   and unmapped, never kept; and the trim threshold at 8 MiB.
-//! - [`trim`] returns free pages inside the arenas to the OS (`malloc_trim`); maintenance
-//!   calls it when the resident set exceeds the accounted memory by more than a slack
-//!   (see `Shared::release_retained`).
+//! The remedy, for glibc only (elsewhere it does nothing): [`trim`] returns free pages
+//! inside the arenas to the OS (`malloc_trim`); maintenance calls it when the resident set
+//! exceeds the accounted memory by more than a slack (see `Shared::release_retained`).
+//!
+//! Fixing glibc's thresholds with `mallopt` (mmap threshold 1 MiB, trim threshold 8 MiB)
+//! cut more (a 15M-key run peaked 25-45 MiB lower) but is process-wide, and in a JVM host
+//! with many threads each arena kept up to the trim threshold: the Java binding's 10^6
+//! open/close test grew by 105 MiB. It is not done.
 
 /// The process's resident set in bytes (`/proc/self/statm`), if the OS reports it.
 pub fn resident_bytes() -> Option<usize> {
@@ -36,28 +37,6 @@ fn page_size() -> usize {
         }
     }
     4096
-}
-
-/// Fixes glibc's mmap threshold at 1 MiB (see the module documentation). Process-wide and
-/// idempotent; does nothing with other allocators.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only changes the allocator's parameters; M_MMAP_THRESHOLD
-            // accepts any value up to 32 MiB on 64-bit targets, M_TRIM_THRESHOLD any.
-            // Fixing the mmap threshold also fixes the trim threshold, which glibc would
-            // otherwise keep at twice the (raised) mmap threshold; left at its 128 KiB
-            // default, every free near the top of a heap would shrink it and the next
-            // allocation fault the pages back in (measured: list gets at 15M keys 97K ->
-            // 67K/s). 8 MiB keeps that churn away; `trim` returns the rest.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
-            }
-        });
-    }
 }
 
 /// Returns the allocator's free pages to the OS. True if the allocator has such a call and
@@ -95,7 +74,6 @@ mod tests {
 
         #[cfg(target_env = "gnu")]
         {
-            tune_allocator();
             // 100 MB of small blocks (below any mmap threshold), freed except every 64th:
             // the survivors pin the heap, so only malloc_trim can hand the free pages back.
             let blocks: Vec<Box<[u8; 1000]>> =

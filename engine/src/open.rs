@@ -89,9 +89,6 @@ impl Db {
             externals,
         )?;
         hooks.set_db_id(recovered.state.db_id);
-        if settings.tune_allocator {
-            strata_chunkcache::memory::tune_allocator();
-        }
         let middle = MiddleTier::new(
             tree,
             hooks.clone(),

@@ -73,11 +73,10 @@ pub struct Settings {
     /// much left to write, as RocksDB's write buffers bound its memtable flush. Off, data
     /// leaves memory only when a tier is over budget or on `flush`.
     pub write_behind: bool,
-    /// Keep the allocator's retained memory within the budget's reach (glibc only): fix
-    /// malloc's mmap threshold at 1 MiB when the database opens (process-wide), and let
-    /// maintenance return free allocator pages to the OS when the resident set exceeds the
-    /// accounted memory by more than the write-buffer share plus 32 MiB. Without it a
-    /// 3M-key load into 256 MiB measured about twice its accounted memory resident.
+    /// Keep the allocator's retained memory within the budget's reach (glibc only): the
+    /// maintenance thread returns free allocator pages to the OS (`malloc_trim`, at most
+    /// once a second) when the resident set exceeds the accounted memory by more than the
+    /// write-buffer share plus 32 MiB.
     pub tune_allocator: bool,
 }
 
