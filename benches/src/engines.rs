@@ -69,6 +69,7 @@ impl StrataEngine {
         let settings = strata::Settings {
             memory_budget_bytes: budget,
             flush_on_close: false,
+            // `STRATA_BENCH_NO_TUNE=1` turns the allocator trims off, for A/B runs.
             tune_allocator: std::env::var_os("STRATA_BENCH_NO_TUNE").is_none(),
             ..strata::Settings::default()
         };

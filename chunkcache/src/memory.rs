@@ -20,23 +20,23 @@
 //! with many threads each arena kept up to the trim threshold: the Java binding's 10^6
 //! open/close test grew by 105 MiB. It is not done.
 
-/// The process's resident set in bytes (`/proc/self/statm`), if the OS reports it.
-pub fn resident_bytes() -> Option<usize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
+/// The process's resident and peak resident bytes (`VmRSS`, `VmHWM` in
+/// `/proc/self/status`), if the OS reports them (Linux).
+pub fn process_memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-fn page_size() -> usize {
-    #[cfg(unix)]
-    {
-        // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
-        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        if n > 0 {
-            return n as usize;
-        }
-    }
-    4096
+/// The process's resident bytes ([`process_memory`]).
+pub fn resident_bytes() -> Option<usize> {
+    process_memory().map(|(rss, _)| rss as usize)
 }
 
 /// Returns the allocator's free pages to the OS. True if the allocator has such a call and
@@ -62,13 +62,13 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn resident_bytes_follow_touched_and_trimmed_memory() {
-        let before = resident_bytes().expect("linux reports statm");
+        let before = resident_bytes().expect("linux reports VmRSS");
         // 64 MiB, touched page by page: the resident set must grow by most of it.
         let mut v = vec![0u8; 64 << 20];
         for i in (0..v.len()).step_by(4096) {
             v[i] = 1;
         }
-        let during = resident_bytes().expect("statm");
+        let during = resident_bytes().expect("VmRSS");
         assert!(during >= before + (48 << 20), "{before} -> {during}");
         drop(std::hint::black_box(v));
 
@@ -79,9 +79,9 @@ mod tests {
             let blocks: Vec<Box<[u8; 1000]>> =
                 (0..100_000).map(|_| Box::new([1u8; 1000])).collect();
             let keep: Vec<Box<[u8; 1000]>> = blocks.into_iter().step_by(64).collect();
-            let before = resident_bytes().expect("statm");
+            let before = resident_bytes().expect("VmRSS");
             assert!(trim(), "glibc had free pages to release");
-            let after = resident_bytes().expect("statm");
+            let after = resident_bytes().expect("VmRSS");
             assert!(after + (32 << 20) < before, "{before} -> {after}");
             std::hint::black_box(&keep);
         }

@@ -80,7 +80,8 @@ impl Stats {
         wal_bytes: u64,
     ) -> Stats {
         let split = settings.split();
-        let (resident_bytes, peak_resident_bytes) = process_memory();
+        let (resident_bytes, peak_resident_bytes) =
+            strata_chunkcache::memory::process_memory().unwrap_or((0, 0));
         Stats {
             memory_budget_bytes: settings.memory_budget_bytes,
             memory_in_use_bytes: middle.hot_bytes
@@ -106,22 +107,6 @@ impl Stats {
             wal_bytes,
         }
     }
-}
-
-/// The process's resident and peak resident bytes (`VmRSS`, `VmHWM` in
-/// `/proc/self/status`, Linux); zeros elsewhere.
-fn process_memory() -> (u64, u64) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return (0, 0);
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 impl std::fmt::Display for Stats {
