@@ -30,6 +30,9 @@ use crate::maintenance::maintenance_loop;
 use crate::shared::{MiddleSettings, Shared};
 use crate::stats::{Counters, MiddleStats};
 
+/// Reads from table files between two maintenance passes a read-only workload triggers.
+const READS_PER_MAINTENANCE: u64 = 8192;
+
 /// The middle tier, owning the LSM tree below it. Dropping it stops the maintenance and
 /// compaction threads.
 pub struct MiddleTier {
@@ -163,7 +166,14 @@ impl MiddleTier {
             s.tree
                 .get(&version, table_id, user_key, seq, tier, &mut visit)?;
             // Counted once the read is complete (a memory-only attempt is repeated).
-            s.counters.chunk_misses.fetch_add(1, Ordering::Relaxed);
+            let misses = s.counters.chunk_misses.fetch_add(1, Ordering::Relaxed);
+            // Reads that fill the block cache allocate on the reader's thread, while the
+            // free memory the writes left sits in other threads' allocator arenas; only a
+            // maintenance pass returns it (`release_retained`), and a read-only phase
+            // triggers none otherwise.
+            if misses % READS_PER_MAINTENANCE == READS_PER_MAINTENANCE - 1 {
+                s.signal();
+            }
         }
         let (kind, vseq, value) = match fold.finish() {
             Folded::Value { seq, value } => (key::ValueKind::Put, seq, value),

@@ -158,6 +158,53 @@ mod tests {
         assert!(decode_block(&Bytes::from_static(b"abc")).is_err());
     }
 
+    /// lz4_flex is built with its pointer-based (non-`safe-decode`) decoder: lz4 payloads
+    /// that pass the crc but are malformed (random bytes, a real block cut short or
+    /// extended, a wrong `raw_len`) are reported as corruption, never read or written out
+    /// of bounds (run under Miri or a sanitizer to see the latter).
+    #[test]
+    fn malformed_lz4_payloads_with_valid_crcs_are_corruption() {
+        let seal = |raw_len: u64, payload: &[u8]| {
+            let mut b = Vec::new();
+            put_varint(&mut b, raw_len);
+            b.extend_from_slice(payload);
+            b.push(1);
+            let crc = crc32fast::hash(&b);
+            b.extend_from_slice(&crc.to_le_bytes());
+            Bytes::from(b)
+        };
+        let raw: Vec<u8> = (0..4096u32)
+            .map(|i| (i * 7 % 251) as u8 ^ (i / 64) as u8)
+            .collect();
+        let good = lz4_flex::block::compress(&raw);
+        assert_eq!(decode_block(&seal(raw.len() as u64, &good)).unwrap(), raw);
+        let mut outcomes = 0;
+        for cut in 0..good.len() {
+            if let Ok(d) = decode_block(&seal(raw.len() as u64, &good[..cut])) {
+                assert_ne!(d, raw, "a cut block decoded to the original");
+            }
+            outcomes += 1;
+        }
+        for claimed in [0, 1, raw.len() as u64 - 1, raw.len() as u64 + 1, 65536] {
+            let r = decode_block(&seal(claimed, &good));
+            assert!(
+                r.is_err_and(|e| e.is_corruption()),
+                "raw_len {claimed} accepted"
+            );
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 300) as usize;
+            let payload: Vec<u8> = (0..len).map(|i| (x >> (i % 57)) as u8).collect();
+            let _ = decode_block(&seal(x % 8192, &payload));
+            outcomes += 1;
+        }
+        assert!(outcomes > 3000);
+    }
+
     #[test]
     fn blocks_past_64_mib_round_trip_and_false_size_claims_are_rejected() {
         let raw = vec![0xabu8; 70 << 20];

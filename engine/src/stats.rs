@@ -144,8 +144,10 @@ impl std::fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "cache:  {:.1} KiB, hit rate {:.3}, {} evictions",
+            "cache:  {:.1} KiB + {:.1} KiB index/filter of {:.1} KiB, hit rate {:.3}, {} evictions",
             self.block_cache.bytes as f64 / 1024.0,
+            self.block_cache.reserved_bytes as f64 / 1024.0,
+            self.block_cache.capacity as f64 / 1024.0,
             self.block_cache_hit_rate,
             self.block_cache.evictions
         )?;
