@@ -47,6 +47,23 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// Decodes a stored block (trailer, decompression) and walks and seeks it.
 pub fn fuzz_block(data: &[u8]) {
+    // Random bytes almost never carry a valid crc32, so the same bytes also go in as an lz4
+    // payload (after a 2-byte claimed raw length) under a valid trailer: the decompressor
+    // itself is fuzzed, which matters since it is lz4_flex's pointer-based decoder.
+    if let Some((claim, payload)) = data.split_first_chunk::<2>() {
+        let mut sealed = Vec::with_capacity(payload.len() + 8);
+        let mut len = u16::from_le_bytes(*claim);
+        while len >= 0x80 {
+            sealed.push((len & 0x7f) as u8 | 0x80);
+            len >>= 7;
+        }
+        sealed.push(len as u8);
+        sealed.extend_from_slice(payload);
+        sealed.push(1); // lz4
+        let crc = crc32fast::hash(&sealed);
+        sealed.extend_from_slice(&crc.to_le_bytes());
+        let _ = decode_block(&Bytes::from(sealed));
+    }
     let stored = Bytes::copy_from_slice(data);
     let raw = decode_block(&stored).unwrap_or(stored);
     if let Ok(b) = Block::new(raw) {
