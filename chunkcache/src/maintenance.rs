@@ -167,10 +167,15 @@ impl Shared {
 
     /// Returns the allocator's free pages to the OS when the resident set exceeds the
     /// accounted memory by more than the slack (see [`crate::memory`]), at most once a
-    /// second: a trim walks the allocator's free lists, which costs milliseconds.
+    /// second: a trim walks the allocator's free lists, which costs milliseconds. The
+    /// once-a-second check comes first, so most passes skip reading `/proc`.
     pub(crate) fn release_retained(&self) {
         let slack = self.settings.retained_slack;
         if slack == 0 {
+            return;
+        }
+        let mut last = self.last_trim.lock();
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
             return;
         }
         let Some(resident) = crate::memory::resident_bytes() else {
@@ -182,10 +187,6 @@ impl Shared {
         });
         let accounted = self.hot.bytes() + self.chunk_bytes.load(Ordering::Relaxed) + cache;
         if resident <= accounted + slack {
-            return;
-        }
-        let mut last = self.last_trim.lock();
-        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
             return;
         }
         *last = Some(std::time::Instant::now());

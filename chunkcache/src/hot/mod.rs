@@ -527,8 +527,6 @@ impl HotKv {
                 map,
                 order,
                 flagged,
-                bytes,
-                generation,
                 ..
             } = &mut *guard;
             let (mut freed, mut removed) = (0, 0);
@@ -550,9 +548,8 @@ impl HotKv {
                 false
             });
             if removed > 0 {
-                *generation += 1;
-                *bytes -= freed;
-                self.bytes.fetch_sub(freed, Ordering::Relaxed);
+                guard.generation += 1;
+                self.account(&mut guard, freed, 0);
                 self.entries.fetch_sub(removed, Ordering::Relaxed);
                 dropped += removed;
             }
