@@ -339,6 +339,95 @@ fn incremental_checkpoints_upload_only_new_files() {
     }
 }
 
+/// The shared files of `target` and the files its retained manifests name: equal when
+/// releases deleted exactly what no retained checkpoint needs.
+fn shared_and_named(target: &CheckpointStore) -> (BTreeSet<String>, BTreeSet<String>) {
+    let shared = target
+        .storage
+        .list(&format!("{}shared/", target.dir))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    let mut named = BTreeSet::new();
+    for r in target.list().unwrap() {
+        named.extend(target.read(&r).unwrap().files.into_iter().map(|f| f.path));
+    }
+    (shared, named)
+}
+
+/// Delta checkpoints (`Settings::checkpoint_delta_ratio`): after a full checkpoint, each
+/// one uploads only what was flushed since the previous one and names the previous one's
+/// files for the rest, while compactions rewrite the live files in between. Every retained
+/// checkpoint restores to the model's state at it, through Flink-style subsumption of the
+/// older ones; past the ratio (and after its tip is released) a chain starts again with a
+/// full checkpoint.
+#[test]
+fn delta_checkpoints_upload_only_the_changes_and_restore_exactly() {
+    for kind in STORE_KINDS {
+        for (name, target, _keep) in targets("delta") {
+            let home = TestHome::new(kind);
+            let db = home
+                .open(Settings {
+                    checkpoint_delta_ratio: 0.5,
+                    ..settings()
+                })
+                .unwrap();
+            let t = tables(&db);
+            let mut rng = Rng(11);
+            let mut model = Model::new();
+            random_ops(&db, &t, &mut model, &mut rng, 6000);
+            let mut at: BTreeMap<u64, Model> = BTreeMap::new();
+            let mut deltas = Vec::new();
+            for id in 1..=9u64 {
+                if id > 1 {
+                    random_ops(&db, &t, &mut model, &mut rng, 300);
+                    if id % 3 == 0 {
+                        db.compact().unwrap(); // the live files are rewritten under the chain
+                    }
+                }
+                let c = db.checkpoint(id, Some(&target)).unwrap().wait().unwrap();
+                at.insert(id, model.clone());
+                deltas.push(c.delta);
+                if c.delta {
+                    assert!(
+                        c.bytes_uploaded * 3 < c.bytes,
+                        "{kind:?}/{name}: checkpoint {id} uploaded {} of {}",
+                        c.bytes_uploaded,
+                        c.bytes
+                    );
+                }
+                // Keep the newest two, as Flink retains one completed checkpoint and
+                // subsumes the older ones once a new one completes.
+                db.subsume_checkpoints(id.saturating_sub(1), Some(&target))
+                    .unwrap();
+            }
+            assert!(!deltas[0] && deltas[1], "{kind:?}/{name}: {deltas:?}");
+            assert!(
+                deltas[2..].iter().filter(|d| !**d).count() >= 1,
+                "{kind:?}/{name}: past the ratio a full checkpoint starts a new chain: {deltas:?}"
+            );
+            for id in [8, 9] {
+                let r = restore(&target, id);
+                assert_eq!(contents(&r), at[&id], "{kind:?}/{name}: checkpoint {id}");
+                check_gets(&r, &at[&id]);
+            }
+            let (shared, named) = shared_and_named(&target);
+            assert_eq!(
+                shared, named,
+                "{kind:?}/{name}: releases kept exactly what is named"
+            );
+            // Without its tip a chain cannot go on: the next checkpoint is full.
+            db.release_checkpoint(9, Some(&target)).unwrap();
+            random_ops(&db, &t, &mut model, &mut rng, 200);
+            let c = db.checkpoint(10, Some(&target)).unwrap().wait().unwrap();
+            assert!(!c.delta, "{kind:?}/{name}");
+            assert_eq!(contents(&restore(&target, 10)), model, "{kind:?}/{name}");
+            assert_eq!(contents(&restore(&target, 8)), at[&8], "{kind:?}/{name}");
+        }
+    }
+}
+
 #[test]
 fn failed_uploads_fail_the_checkpoint_and_lose_nothing() {
     let home = TestHome::new(StoreKind::Memory);
@@ -502,8 +591,13 @@ fn keyed_model(n: u32) -> Vec<KeyedRow> {
 
 /// Writes the model's keys in `range` (timer timestamps follow the model's numbering).
 fn fill(k: &Keyed, model: &[KeyedRow], range: KeyGroupRange) {
+    fill_rows(k, model, range, 0..model.len());
+}
+
+/// [`fill`] for the model's rows `rows` only.
+fn fill_rows(k: &Keyed, model: &[KeyedRow], range: KeyGroupRange, rows: std::ops::Range<usize>) {
     for (i, (key, kg, v, list, m)) in model.iter().enumerate() {
-        if !(range.start..=range.end).contains(kg) {
+        if !rows.contains(&i) || !(range.start..=range.end).contains(kg) {
             continue;
         }
         k.backend.value_update(&k.value, key, b"ns", v).unwrap();
@@ -573,8 +667,13 @@ fn rescale_out_and_in_by_key_group_range_with_keyed_state_and_timers() {
         let home = TestHome::new(StoreKind::Local);
         let db = home.open(settings()).unwrap();
         let k = keyed(&db, all);
-        fill(&k, &model, all);
-        db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
+        // Half the keys in a full checkpoint, the rest in a delta on top of it: rescaling
+        // restores the chain.
+        fill_rows(&k, &model, all, 0..2000);
+        let c0 = db.checkpoint(0, Some(&target)).unwrap().wait().unwrap();
+        fill_rows(&k, &model, all, 2000..model.len());
+        let c1 = db.checkpoint(1, Some(&target)).unwrap().wait().unwrap();
+        assert!(!c0.delta && c1.delta, "{name}: {c0:?} {c1:?}");
         // Scale out 1 -> 2: each instance restores its key groups; nothing is rewritten.
         let halves: Vec<Db> = (0..2)
             .map(|i| {

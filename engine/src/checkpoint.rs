@@ -40,7 +40,41 @@ pub(crate) struct CheckpointState {
     confirmed: HashMap<String, HashSet<u64>>,
     /// Per checkpoint store: paths a checkpoint in flight references.
     in_flight: HashMap<String, HashMap<String, usize>>,
+    /// Captures taken for checkpoints into other stores ([`strata_dfs::LsmTree::capture`]):
+    /// a delta checkpoint needs the flush log of exactly the interval since its chain's tip.
+    captures: u64,
+    /// The newest confirmed checkpoint a delta checkpoint may build on.
+    chain: Option<Chain>,
 }
+
+/// A confirmed checkpoint in another store that the next one may extend with a delta
+/// (DESIGN.md §8): valid while it is retained and no other capture came after its own.
+#[derive(Clone)]
+struct Chain {
+    /// The store ([`store_key`]).
+    key: String,
+    /// Its checkpoint id.
+    id: u64,
+    /// The capture it was taken from.
+    capture: u64,
+    /// Its files, as its manifest names them.
+    files: Arc<Vec<CheckpointFile>>,
+    /// Size of the full checkpoint the chain starts from.
+    base_bytes: u64,
+    /// Size of the deltas added on top of it since.
+    delta_bytes: u64,
+}
+
+/// A delta checkpoint's plan: the chain tip it extends and the files flushed since.
+type Delta = (Chain, Vec<Arc<FileMeta>>);
+
+/// Largest file of a delta run: few, large level-0 files keep a restored database's
+/// level 0 short (its write stall counts files).
+const DELTA_FILE_BYTES: u64 = 256 << 20;
+
+/// Most level-0 files of one table a chain may name (a restored database stalls its
+/// flushes at `l0_stop`, 20 by default, until compaction drains level 0).
+const CHAIN_L0_FILES: usize = 12;
 
 /// What a completed checkpoint wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +91,9 @@ pub struct CheckpointInfo {
     pub bytes_uploaded: u64,
     /// Files the store copied itself (server-side, from the same bucket); not counted above.
     pub files_copied_in_store: usize,
+    /// A delta checkpoint: it uploaded what was flushed since the previous checkpoint and
+    /// names that checkpoint's files for the rest (`Settings::checkpoint_delta_ratio`).
+    pub delta: bool,
     /// Time the synchronous part (the flush) took.
     pub sync_duration: std::time::Duration,
     /// Time from the call until the manifest was written.
@@ -207,21 +244,12 @@ impl Db {
         let started = Instant::now();
         let inner = self.inner.clone();
         inner.check_writable()?;
-        // The flush, and a copy of the state it produced: the copy's version holds every
-        // file it names, so none is deleted until the checkpoint is done with it.
-        // The flush, and a copy of the state it produced: the copy's version holds every
-        // file it names, so none is deleted until the checkpoint is done with it. The
-        // checkpoint lock also covers deciding which uploads to reuse and marking them in
-        // flight, so a concurrent release cannot delete one in between.
-        let one = inner.ckpt_lock.lock();
-        inner.flush()?;
-        let state = inner.middle.manifest();
-        let sync_duration = started.elapsed();
         let target = match target {
             None => in_place(&inner)?,
             Some(t) => t.clone(),
         };
-        if target.dir == IN_PLACE_DIR && target.storage.location() != inner.storage.location() {
+        let same_store = target.storage.location() == inner.storage.location();
+        if target.dir == IN_PLACE_DIR && !same_store {
             // Another database's in-place directory: its releases would not see these
             // references (rule 4, DESIGN.md §8).
             return Err(Error::invalid(format!(
@@ -230,29 +258,54 @@ impl Db {
                 target.storage.location()
             )));
         }
-        if target.storage.location() == inner.storage.location() {
-            if target.dir != IN_PLACE_DIR {
-                return Err(Error::invalid(format!(
-                    "checkpoints in the database's own store go in {IN_PLACE_DIR:?} \
-                     (pass no target), not {:?}",
-                    target.dir
-                )));
-            }
+        if same_store && target.dir != IN_PLACE_DIR {
+            return Err(Error::invalid(format!(
+                "checkpoints in the database's own store go in {IN_PLACE_DIR:?} \
+                 (pass no target), not {:?}",
+                target.dir
+            )));
+        }
+        // The flush, and a copy of the state it produced: the copy's version holds every
+        // file it names, so none is deleted until the checkpoint is done with it. The
+        // checkpoint lock also covers deciding which uploads to reuse and marking them in
+        // flight, so a concurrent release cannot delete one in between.
+        let one = inner.ckpt_lock.lock();
+        inner.flush()?;
+        if same_store {
+            let state = inner.middle.manifest();
+            let sync_duration = started.elapsed();
             let r = inner.checkpoint_in_place(id, &state, &target, started, sync_duration);
             return Ok(PendingCheckpoint {
                 state: PendingState::Done(r),
             });
         }
-        let files = inner.plan_upload(&state, &target)?;
+        let ratio = inner.settings.checkpoint_delta_ratio;
+        let (state, flushed) = inner.middle.tree().capture((ratio > 0.0).then_some(ratio));
+        let sync_duration = started.elapsed();
         let key = store_key(&target);
+        let (capture, delta) = inner.plan_delta(&key, &state, flushed, ratio);
+        let (files, delta) = match delta {
+            Some((chain, flushed)) => (inner.chain_files(&chain, &state), Some((chain, flushed))),
+            None => (inner.plan_upload(&state, &target)?, None),
+        };
         inner.track_in_flight(&key, &files, true);
         drop(one);
         let worker = inner.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("strata-checkpoint-{id}"))
             .spawn(move || {
-                let r =
-                    worker.upload_and_confirm(id, &state, &target, &files, started, sync_duration);
+                let job = Job {
+                    id,
+                    capture,
+                    state: &state,
+                    target: &target,
+                    started,
+                    sync_duration,
+                };
+                let r = match delta {
+                    None => worker.upload_and_confirm(&job, &files, None),
+                    Some((chain, flushed)) => worker.upload_delta(&job, &files, chain, flushed),
+                };
                 worker.track_in_flight(&key, &files, false);
                 r
             });
@@ -321,6 +374,18 @@ impl Db {
             path: target.manifest_path(id, db_id),
         };
         let m = target.read(&r)?;
+        {
+            // The chain's tip goes with its manifest: the files only it named may go now.
+            let mut st = inner.ckpt.lock();
+            let key = store_key(&target);
+            if st
+                .chain
+                .as_ref()
+                .is_some_and(|c| c.key == key && c.id == id)
+            {
+                st.chain = None;
+            }
+        }
         target.storage.delete(&r.path)?;
         if target.storage.location() == inner.storage.location() {
             let own: Vec<u64> = m
@@ -408,6 +473,7 @@ impl Inner {
                 files_uploaded: 0,
                 bytes_uploaded: 0,
                 files_copied_in_store: 0,
+                delta: false,
                 sync_duration,
                 total_duration: started.elapsed(),
             }),
@@ -487,15 +553,137 @@ impl Inner {
         }
     }
 
+    /// Decides whether the checkpoint being captured (capture number returned) can be a
+    /// delta on the chain's tip: the tip is in the same store, its capture was the one
+    /// before this (so `flushed` is the log of exactly the interval since), the deltas stay
+    /// within `ratio` of the full checkpoint, and no table's level 0 grows past
+    /// [`CHAIN_L0_FILES`]. Called with the checkpoint lock held.
+    fn plan_delta(
+        &self,
+        key: &str,
+        state: &ManifestState,
+        flushed: Option<Vec<Arc<FileMeta>>>,
+        ratio: f64,
+    ) -> (u64, Option<Delta>) {
+        let mut st = self.ckpt.lock();
+        st.captures += 1;
+        let capture = st.captures;
+        let (Some(chain), Some(flushed)) = (st.chain.clone(), flushed) else {
+            return (capture, None);
+        };
+        if ratio <= 0.0 || chain.key != key || chain.capture + 1 != capture {
+            return (capture, None);
+        }
+        let mut per_table: HashMap<u32, u64> = HashMap::new();
+        for f in flushed
+            .iter()
+            .filter(|f| state.tables.contains_key(&f.table_id))
+        {
+            *per_table.entry(f.table_id).or_default() += f.size;
+        }
+        let new: u64 = per_table.values().sum();
+        if (chain.delta_bytes + new) as f64 > ratio * chain.base_bytes as f64 {
+            return (capture, None);
+        }
+        let l0_fits = per_table.iter().all(|(t, bytes)| {
+            let l0 = chain
+                .files
+                .iter()
+                .filter(|f| f.level == 0 && f.meta.table_id == *t)
+                .count();
+            l0 + bytes.div_ceil(DELTA_FILE_BYTES) as usize <= CHAIN_L0_FILES
+        });
+        (capture, l0_fits.then_some((chain, flushed)))
+    }
+
+    /// The chain tip's files, as a delta checkpoint names them again (they are in the store
+    /// already); files of tables no longer defined are left out.
+    fn chain_files(&self, chain: &Chain, state: &ManifestState) -> Vec<Planned> {
+        chain
+            .files
+            .iter()
+            .filter(|f| state.tables.contains_key(&f.meta.table_id))
+            .map(|f| Planned {
+                level: f.level,
+                path: f.path.clone(),
+                meta: f.meta.clone(),
+                copy_from: None,
+            })
+            .collect()
+    }
+
+    /// A delta checkpoint: the files flushed since the chain's tip, merged into one run per
+    /// table (new own files, never in the version, deleted afterwards), uploaded and named
+    /// at level 0 above the tip's files (`base`). Their numbers are newer than every file
+    /// of the tip (allocated after its capture), so level 0's order keeps versions in order.
+    fn upload_delta(
+        &self,
+        job: &Job<'_>,
+        base: &[Planned],
+        chain: Chain,
+        flushed: Vec<Arc<FileMeta>>,
+    ) -> Result<CheckpointInfo> {
+        let tree = self.middle.tree();
+        let mut by_table: BTreeMap<u32, Vec<Arc<FileMeta>>> = BTreeMap::new();
+        for f in flushed {
+            if job.state.tables.contains_key(&f.table_id) {
+                by_table.entry(f.table_id).or_default().push(f);
+            }
+        }
+        let mut added: Vec<Planned> = Vec::new();
+        let mut merged = Ok(());
+        for (table_id, files) in &by_table {
+            match tree.write_merged_run(*table_id, files, DELTA_FILE_BYTES) {
+                Ok(out) => added.extend(out.into_iter().map(|f| Planned {
+                    level: 0,
+                    path: job.target.shared_path(job.state.db_id, f.number),
+                    meta: f.clone(),
+                    copy_from: Some(Arc::new(f)),
+                })),
+                Err(e) => {
+                    merged = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(by_table); // the flushed files may go once compaction is done with them
+        let temporary: Vec<u64> = added.iter().map(|p| p.meta.number).collect();
+        let key = store_key(job.target);
+        self.track_in_flight(&key, &added, true);
+        let delta_bytes: u64 = added.iter().map(|p| p.meta.size).sum();
+        let r = merged.and_then(|()| {
+            let mut files = base.to_vec();
+            files.extend(added.iter().cloned());
+            self.upload_and_confirm(
+                job,
+                &files,
+                Some((chain.base_bytes, chain.delta_bytes + delta_bytes)),
+            )
+        });
+        self.track_in_flight(&key, &added, false);
+        tree.delete_unversioned(&temporary);
+        tree.purge_obsolete();
+        r
+    }
+
+    /// Copies the files of `files` that are not in the store yet, then writes the manifest
+    /// (confirming the checkpoint) and makes it the chain's tip if no capture came after
+    /// it. `chain` is the (full, delta) byte counts of a delta checkpoint; `None` for a
+    /// full one.
     fn upload_and_confirm(
         &self,
-        id: u64,
-        state: &ManifestState,
-        target: &CheckpointStore,
+        job: &Job<'_>,
         files: &[Planned],
-        started: Instant,
-        sync_duration: std::time::Duration,
+        chain: Option<(u64, u64)>,
     ) -> Result<CheckpointInfo> {
+        let Job {
+            id,
+            capture,
+            state,
+            target,
+            started,
+            sync_duration,
+        } = *job;
         let (mut files_uploaded, mut bytes_uploaded, mut files_copied_in_store) = (0, 0, 0);
         for p in files {
             let Some(src) = &p.copy_from else {
@@ -543,12 +731,24 @@ impl Inner {
                 let _one = self.ckpt_lock.lock();
                 let r = target.write(&m, self.settings.wal_sync)?;
                 let mut st = self.ckpt.lock();
-                let confirmed = st.confirmed.entry(store_key(target)).or_default();
+                let key = store_key(target);
+                let confirmed = st.confirmed.entry(key.clone()).or_default();
                 confirmed.extend(files.iter().filter(|p| p.meta.origin.is_none()).filter_map(
                     |p| {
                         (target.shared_owner(&p.path) == Some(state.db_id)).then_some(p.meta.number)
                     },
                 ));
+                if st.captures == capture {
+                    let (base_bytes, delta_bytes) = chain.unwrap_or((bytes, 0));
+                    st.chain = Some(Chain {
+                        key,
+                        id,
+                        capture,
+                        files: Arc::new(m.files.clone()),
+                        base_bytes,
+                        delta_bytes,
+                    });
+                }
                 r
             };
         Ok(CheckpointInfo {
@@ -558,6 +758,7 @@ impl Inner {
             files_uploaded,
             bytes_uploaded,
             files_copied_in_store,
+            delta: chain.is_some(),
             sync_duration,
             total_duration: started.elapsed(),
         })
@@ -589,7 +790,20 @@ impl Inner {
     }
 }
 
+/// What one checkpoint into another store is about.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    id: u64,
+    /// The capture its state came from.
+    capture: u64,
+    state: &'a ManifestState,
+    target: &'a CheckpointStore,
+    started: Instant,
+    sync_duration: std::time::Duration,
+}
+
 /// One file of a checkpoint being uploaded.
+#[derive(Clone)]
 struct Planned {
     level: usize,
     /// Path in the checkpoint store.
@@ -1009,6 +1223,7 @@ impl Db {
             files_uploaded: n_files,
             bytes_uploaded,
             files_copied_in_store: 0,
+            delta: false,
             sync_duration: std::time::Duration::ZERO,
             total_duration: started.elapsed(),
         })

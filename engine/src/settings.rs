@@ -78,6 +78,16 @@ pub struct Settings {
     /// once a second) when the resident set exceeds the accounted memory by more than the
     /// write-buffer share plus 32 MiB.
     pub tune_allocator: bool,
+    /// Checkpoints into another store (`Db::checkpoint` with a target): while the data
+    /// flushed since the last *full* checkpoint there stays within this fraction of that
+    /// checkpoint's size, a checkpoint uploads only what was flushed since the previous one
+    /// (merged into one run per table) and names it on top of the previous checkpoint's
+    /// files, as Flink's changelog state backend ships state changes between
+    /// materializations. Past it (or at 0) a checkpoint is *full*: it uploads every live
+    /// file not already there, as Flink's incremental RocksDB checkpoints do. Higher
+    /// values upload less per checkpoint and leave a restored database more level-0 files
+    /// to compact. In `0..=16`.
+    pub checkpoint_delta_ratio: f64,
 }
 
 impl Default for Settings {
@@ -105,6 +115,7 @@ impl Default for Settings {
             flush_on_close: true,
             write_behind: true,
             tune_allocator: true,
+            checkpoint_delta_ratio: 1.0,
         }
     }
 }
@@ -194,6 +205,12 @@ impl Settings {
             return bad(format!(
                 "bloom_bits_per_key must be <= 30, got {}",
                 self.bloom_bits_per_key
+            ));
+        }
+        if !(0.0..=16.0).contains(&self.checkpoint_delta_ratio) {
+            return bad(format!(
+                "checkpoint_delta_ratio must be in 0..=16, got {}",
+                self.checkpoint_delta_ratio
             ));
         }
         let c = &self.compaction;

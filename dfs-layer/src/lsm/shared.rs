@@ -45,6 +45,19 @@ pub(super) struct State {
     pub obsolete: Vec<Arc<FileMeta>>,
 }
 
+/// The files flushes committed since the last checkpoint capture
+/// ([`super::tree::LsmTree::capture`]), held (an `Arc<FileMeta>` keeps a file in storage)
+/// so a checkpoint can ship exactly the data written since the previous one. Tracking stops
+/// (and the files are let go) once they exceed `limit` bytes: the next capture then reports
+/// the log as incomplete.
+#[derive(Default)]
+pub(super) struct FlushLog {
+    /// `None`: not tracking, or over the limit since the last capture.
+    pub files: Option<Vec<Arc<FileMeta>>>,
+    pub bytes: u64,
+    pub limit: u64,
+}
+
 pub(super) struct Inner {
     pub storage: Arc<dyn Storage>,
     pub cache: Option<Arc<BlockCache>>,
@@ -62,6 +75,8 @@ pub(super) struct Inner {
     /// Own files that checkpoints reference (with a count per checkpoint): kept in storage
     /// after they leave the version, until every such checkpoint is released.
     pub pinned: Mutex<HashMap<u64, usize>>,
+    /// Files flush commits added since the last checkpoint capture (see `FlushLog`).
+    pub flushed: Mutex<FlushLog>,
     pub shutdown: AtomicBool,
     pub poisoned: AtomicBool,
     pub poison: Mutex<Option<String>>,
@@ -163,7 +178,32 @@ impl Inner {
         update: impl FnOnce(&mut ManifestState),
     ) -> Result<()> {
         let mut st = self.state.lock();
-        self.commit_locked(&mut st, edit, update)
+        let added: Vec<(u32, u64)> = edit
+            .added
+            .iter()
+            .map(|(_, f)| (f.table_id, f.number))
+            .collect();
+        self.commit_locked(&mut st, edit, update)?;
+        // Logged under the state lock, so a capture sees a file in its version exactly
+        // when it sees it in the log.
+        let mut guard = self.flushed.lock();
+        let log = &mut *guard;
+        if let Some(files) = log.files.as_mut() {
+            let v = &st.manifest.version;
+            for (table_id, number) in added {
+                let Some(lv) = v.levels(table_id) else {
+                    continue;
+                };
+                if let Some(f) = lv.files.iter().flatten().find(|f| f.number == number) {
+                    files.push(f.clone());
+                    log.bytes += f.size;
+                }
+            }
+            if log.bytes > log.limit {
+                log.files = None;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn commit_locked(

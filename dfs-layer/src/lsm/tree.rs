@@ -25,12 +25,12 @@ use super::compaction::compaction_loop;
 use super::level_iter::level_iter;
 use super::manifest::{ManifestRecovery, ManifestState, ManifestStore};
 use super::options::{TreeHooks, TreeOptions};
-use super::shared::{Counters, Inner, State};
+use super::shared::{Counters, FlushLog, Inner, State};
 use super::version::{table_number, table_path, FileMeta, Version, VersionEdit, NUM_LEVELS};
 use super::writer::{write_run, RunSpec};
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
-use crate::iter::InternalIterator;
+use crate::iter::{InternalIterator, MergingIterator};
 use crate::key::{SeqNo, ValueKind};
 use crate::storage::{Storage, StoreSet};
 use crate::table::ReadTier;
@@ -183,6 +183,7 @@ impl LsmTree {
             next_file: AtomicU64::new(next_file),
             externals: Mutex::new(externals),
             pinned: Mutex::new(HashMap::new()),
+            flushed: Mutex::new(FlushLog::default()),
             shutdown: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
@@ -544,6 +545,79 @@ impl LsmTree {
                     .is_some_and(|m| !m.is_local(&f.path()))
             })
             .count()
+    }
+
+    /// The manifest state as last committed, and the files flush commits added since the
+    /// previous capture (`None` if the log was not kept, or outgrew its limit, since then),
+    /// taken atomically: together with the previous capture's state they hold exactly this
+    /// state's data. With `track_ratio`, the log starts anew, holding the files it logs
+    /// until they exceed that fraction of this state's table files (at least 64 MiB; past
+    /// it the log is dropped, so a database that stops checkpointing does not keep its
+    /// flushed files on disk); without, logging stops.
+    pub fn capture(&self, track_ratio: Option<f64>) -> (ManifestState, Option<Vec<Arc<FileMeta>>>) {
+        let st = self.inner.state.lock();
+        let mut log = self.inner.flushed.lock();
+        let files = log.files.take();
+        let size: u64 = st
+            .manifest
+            .version
+            .all_files()
+            .map(|(_, _, f)| f.size)
+            .sum();
+        *log = FlushLog {
+            files: track_ratio.map(|_| Vec::new()),
+            bytes: 0,
+            limit: track_ratio.map_or(0, |r| ((size as f64 * r) as u64).max(64 << 20)),
+        };
+        (st.manifest.clone(), files)
+    }
+
+    /// Merges `files` of table `table_id` (own or foreign, in any level order: versions
+    /// are ordered by sequence number) into one sorted run of new own files, each up to
+    /// `split_bytes`, through the table writer (collapsed, filtered, never bottommost: tombstones
+    /// and operands stay). The files are not added to the version: the caller uses them and
+    /// deletes them with [`LsmTree::delete_unversioned`].
+    pub fn write_merged_run(
+        &self,
+        table_id: u32,
+        files: &[Arc<FileMeta>],
+        split_bytes: u64,
+    ) -> Result<Vec<FileMeta>> {
+        let inner = &self.inner;
+        let open = inner.open_fn();
+        let children: Vec<Box<dyn InternalIterator>> = files
+            .iter()
+            .map(|f| {
+                Box::new(level_iter(vec![f.clone()], open.clone(), true))
+                    as Box<dyn InternalIterator>
+            })
+            .collect();
+        let mut it = MergingIterator::new(children);
+        it.seek_to_first();
+        let spec = RunSpec {
+            table_id,
+            bottommost: false,
+            split_bytes: Some(split_bytes),
+            build: inner.build_options(table_id, 0),
+        };
+        write_run(&inner.run_target(), spec, &mut it)
+    }
+
+    /// Deletes own files that were written but never committed to a version
+    /// ([`LsmTree::write_merged_run`]). A failed delete leaves an orphan the next open removes.
+    pub fn delete_unversioned(&self, numbers: &[u64]) {
+        let st = self.inner.state.lock();
+        let live: HashSet<u64> = st
+            .manifest
+            .version
+            .all_files()
+            .map(|(_, _, f)| f.number)
+            .collect();
+        drop(st);
+        for n in numbers.iter().filter(|n| !live.contains(n)) {
+            self.inner.readers.lock().remove(n);
+            let _ = self.inner.storage.delete(&table_path(*n));
+        }
     }
 
     /// The store `f` is read from: this tree's own, or the one its origin names.
