@@ -324,31 +324,32 @@ fn incremental_checkpoints_upload_only_new_files() {
         }
         // Releasing 1 deletes exactly the shared files only it referenced.
         db.release_checkpoint(1, Some(&target)).unwrap();
-        let in2: BTreeSet<&str> = m2.files.iter().map(|f| f.path.as_str()).collect();
-        let shared: BTreeSet<String> = target
-            .storage
-            .list(&format!("{}shared/", target.dir))
-            .unwrap()
-            .into_iter()
-            .map(|o| o.path)
-            .collect();
-        let shared: BTreeSet<&str> = shared.iter().map(String::as_str).collect();
-        assert_eq!(shared, in2, "{name}: exactly checkpoint 2's files remain");
+        let in2: BTreeSet<String> = m2.files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(
+            shared_files(&target),
+            in2,
+            "{name}: exactly checkpoint 2's files remain"
+        );
         let r = restore(&target, 2);
         assert_eq!(contents(&r).len(), 30_300);
     }
 }
 
-/// The shared files of `target` and the files its retained manifests name: equal when
-/// releases deleted exactly what no retained checkpoint needs.
-fn shared_and_named(target: &CheckpointStore) -> (BTreeSet<String>, BTreeSet<String>) {
-    let shared = target
+/// The shared (uploaded) table files in `target`.
+fn shared_files(target: &CheckpointStore) -> BTreeSet<String> {
+    target
         .storage
         .list(&format!("{}shared/", target.dir))
         .unwrap()
         .into_iter()
         .map(|o| o.path)
-        .collect();
+        .collect()
+}
+
+/// The shared files of `target` and the files its retained manifests name: equal when
+/// releases deleted exactly what no retained checkpoint needs.
+fn shared_and_named(target: &CheckpointStore) -> (BTreeSet<String>, BTreeSet<String>) {
+    let shared = shared_files(target);
     let mut named = BTreeSet::new();
     for r in target.list().unwrap() {
         named.extend(target.read(&r).unwrap().files.into_iter().map(|f| f.path));
@@ -369,7 +370,7 @@ fn delta_checkpoints_upload_only_the_changes_and_restore_exactly() {
             let home = TestHome::new(kind);
             let db = home
                 .open(Settings {
-                    checkpoint_delta_ratio: 0.5,
+                    checkpoint_delta_ratio: 0.25,
                     ..settings()
                 })
                 .unwrap();
@@ -463,14 +464,7 @@ fn failed_uploads_fail_the_checkpoint_and_lose_nothing() {
     db.release_checkpoint(1, Some(&target)).unwrap();
     let m2 = target.read(&target.find(2).unwrap()[0]).unwrap();
     let in2: BTreeSet<String> = m2.files.into_iter().map(|f| f.path).collect();
-    let shared: BTreeSet<String> = target
-        .storage
-        .list("cp/shared/")
-        .unwrap()
-        .into_iter()
-        .map(|o| o.path)
-        .collect();
-    assert_eq!(shared, in2);
+    assert_eq!(shared_files(&target), in2);
 }
 
 #[test]

@@ -344,6 +344,8 @@ fn strata_run(
     } else {
         CheckpointStore::new(remote.clone(), "strata").map_err(e)?
     };
+    // Bytes uploaded by the rounds after the full checkpoint, and how many were deltas.
+    let (mut round_uploads, mut deltas) = (0u64, 0usize);
     let last = checkpoint_rounds(
         &mut out,
         n,
@@ -356,6 +358,10 @@ fn strata_run(
                 .map_err(e)?
                 .wait()
                 .map_err(e)?;
+            if id > 1 {
+                round_uploads += info.bytes_uploaded;
+                deltas += usize::from(info.delta);
+            }
             Ok(CkStat {
                 total: info.total_duration,
                 sync: info.sync_duration,
@@ -487,6 +493,43 @@ fn strata_run(
         "rescale 2 -> 1: to first read",
         secs(started.elapsed()),
     );
+    drop(merged);
+    if !in_place {
+        // What ends a chain of delta checkpoints: a full one, uploading every live file
+        // the store lacks. Forced here by releasing the tip; amortised over the rounds.
+        db.release_checkpoint(last, Some(&target)).map_err(e)?;
+        let full = db
+            .checkpoint(last + 2, Some(&target))
+            .map_err(e)?
+            .wait()
+            .map_err(e)?;
+        let new_bytes = ROUNDS as u64 * (n / 100 + n / 10) * (18 + VALUE_BYTES as u64);
+        m(
+            &mut out,
+            "delta checkpoints among the 1% and 10% rounds",
+            format!("{deltas} of {}", 2 * ROUNDS),
+        );
+        m(
+            &mut out,
+            "full checkpoint ending the chain: duration",
+            secs(full.total_duration),
+        );
+        m(
+            &mut out,
+            "full checkpoint ending the chain: uploaded",
+            mib(full.bytes_uploaded),
+        );
+        m(
+            &mut out,
+            "all rounds plus that full checkpoint: uploaded per new byte",
+            format!(
+                "{:.2}x ({} for {} new)",
+                (round_uploads + full.bytes_uploaded) as f64 / new_bytes as f64,
+                mib(round_uploads + full.bytes_uploaded),
+                mib(new_bytes)
+            ),
+        );
+    }
     Ok(out)
 }
 

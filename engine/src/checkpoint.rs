@@ -63,6 +63,16 @@ struct Chain {
     base_bytes: u64,
     /// Size of the deltas added on top of it since.
     delta_bytes: u64,
+    /// Per table, the level-0 files the deltas added.
+    delta_files: Arc<HashMap<u32, usize>>,
+}
+
+/// A chain's sizes after a delta checkpoint (see [`Chain`]).
+#[derive(Clone)]
+struct ChainGrowth {
+    base_bytes: u64,
+    delta_bytes: u64,
+    delta_files: Arc<HashMap<u32, usize>>,
 }
 
 /// A delta checkpoint's plan: the chain tip it extends and the files flushed since.
@@ -72,9 +82,11 @@ type Delta = (Chain, Vec<Arc<FileMeta>>);
 /// level 0 short (its write stall counts files).
 const DELTA_FILE_BYTES: u64 = 256 << 20;
 
-/// Most level-0 files of one table a chain may name (a restored database stalls its
-/// flushes at `l0_stop`, 20 by default, until compaction drains level 0).
-const CHAIN_L0_FILES: usize = 12;
+/// Most delta runs (level-0 files from deltas) of one table a chain may name: a database
+/// restored from it starts with them on top of the full checkpoint's level 0, and stalls
+/// its flushes while level 0 holds `l0_stop` (20 by default) files or more, until its
+/// first compaction has drained them.
+const CHAIN_DELTA_FILES: usize = 12;
 
 /// What a completed checkpoint wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -556,8 +568,8 @@ impl Inner {
     /// Decides whether the checkpoint being captured (capture number returned) can be a
     /// delta on the chain's tip: the tip is in the same store, its capture was the one
     /// before this (so `flushed` is the log of exactly the interval since), the deltas stay
-    /// within `ratio` of the full checkpoint, and no table's level 0 grows past
-    /// [`CHAIN_L0_FILES`]. Called with the checkpoint lock held.
+    /// within `ratio` of the full checkpoint, and no table gets more than
+    /// [`CHAIN_DELTA_FILES`] delta files. Called with the checkpoint lock held.
     fn plan_delta(
         &self,
         key: &str,
@@ -586,12 +598,8 @@ impl Inner {
             return (capture, None);
         }
         let l0_fits = per_table.iter().all(|(t, bytes)| {
-            let l0 = chain
-                .files
-                .iter()
-                .filter(|f| f.level == 0 && f.meta.table_id == *t)
-                .count();
-            l0 + bytes.div_ceil(DELTA_FILE_BYTES) as usize <= CHAIN_L0_FILES
+            let had = chain.delta_files.get(t).copied().unwrap_or(0);
+            had + bytes.div_ceil(DELTA_FILE_BYTES) as usize <= CHAIN_DELTA_FILES
         });
         (capture, l0_fits.then_some((chain, flushed)))
     }
@@ -654,11 +662,16 @@ impl Inner {
         let r = merged.and_then(|()| {
             let mut files = base.to_vec();
             files.extend(added.iter().cloned());
-            self.upload_and_confirm(
-                job,
-                &files,
-                Some((chain.base_bytes, chain.delta_bytes + delta_bytes)),
-            )
+            let mut delta_files = (*chain.delta_files).clone();
+            for p in &added {
+                *delta_files.entry(p.meta.table_id).or_default() += 1;
+            }
+            let next = ChainGrowth {
+                base_bytes: chain.base_bytes,
+                delta_bytes: chain.delta_bytes + delta_bytes,
+                delta_files: Arc::new(delta_files),
+            };
+            self.upload_and_confirm(job, &files, Some(next))
         });
         self.track_in_flight(&key, &added, false);
         tree.delete_unversioned(&temporary);
@@ -668,13 +681,12 @@ impl Inner {
 
     /// Copies the files of `files` that are not in the store yet, then writes the manifest
     /// (confirming the checkpoint) and makes it the chain's tip if no capture came after
-    /// it. `chain` is the (full, delta) byte counts of a delta checkpoint; `None` for a
-    /// full one.
+    /// it. `chain` is what a delta checkpoint makes of the chain; `None` for a full one.
     fn upload_and_confirm(
         &self,
         job: &Job<'_>,
         files: &[Planned],
-        chain: Option<(u64, u64)>,
+        chain: Option<ChainGrowth>,
     ) -> Result<CheckpointInfo> {
         let Job {
             id,
@@ -739,14 +751,19 @@ impl Inner {
                     },
                 ));
                 if st.captures == capture {
-                    let (base_bytes, delta_bytes) = chain.unwrap_or((bytes, 0));
+                    let g = chain.clone().unwrap_or(ChainGrowth {
+                        base_bytes: bytes,
+                        delta_bytes: 0,
+                        delta_files: Arc::default(),
+                    });
                     st.chain = Some(Chain {
                         key,
                         id,
                         capture,
                         files: Arc::new(m.files.clone()),
-                        base_bytes,
-                        delta_bytes,
+                        base_bytes: g.base_bytes,
+                        delta_bytes: g.delta_bytes,
+                        delta_files: g.delta_files,
                     });
                 }
                 r
