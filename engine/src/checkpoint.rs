@@ -59,6 +59,12 @@ struct Chain {
     capture: u64,
     /// Its files, as its manifest names them.
     files: Arc<Vec<CheckpointFile>>,
+    sizes: ChainSizes,
+}
+
+/// How far a chain has grown from its full checkpoint.
+#[derive(Clone, Default)]
+struct ChainSizes {
     /// Size of the full checkpoint the chain starts from.
     base_bytes: u64,
     /// Size of the deltas added on top of it since.
@@ -67,16 +73,9 @@ struct Chain {
     delta_files: Arc<HashMap<u32, usize>>,
 }
 
-/// A chain's sizes after a delta checkpoint (see [`Chain`]).
-#[derive(Clone)]
-struct ChainGrowth {
-    base_bytes: u64,
-    delta_bytes: u64,
-    delta_files: Arc<HashMap<u32, usize>>,
-}
-
-/// A delta checkpoint's plan: the chain tip it extends and the files flushed since.
-type Delta = (Chain, Vec<Arc<FileMeta>>);
+/// A delta checkpoint's plan: the chain tip it extends and, per table still defined, the
+/// files flushed since.
+type Delta = (Chain, BTreeMap<u32, Vec<Arc<FileMeta>>>);
 
 /// Largest file of a delta run: few, large level-0 files keep a restored database's
 /// level 0 short (its write stall counts files).
@@ -586,22 +585,23 @@ impl Inner {
         if ratio <= 0.0 || chain.key != key || chain.capture + 1 != capture {
             return (capture, None);
         }
-        let mut per_table: HashMap<u32, u64> = HashMap::new();
-        for f in flushed
-            .iter()
-            .filter(|f| state.tables.contains_key(&f.table_id))
-        {
-            *per_table.entry(f.table_id).or_default() += f.size;
+        let mut by_table: BTreeMap<u32, Vec<Arc<FileMeta>>> = BTreeMap::new();
+        for f in flushed {
+            if state.tables.contains_key(&f.table_id) {
+                by_table.entry(f.table_id).or_default().push(f);
+            }
         }
-        let new: u64 = per_table.values().sum();
-        if (chain.delta_bytes + new) as f64 > ratio * chain.base_bytes as f64 {
+        let bytes_of = |files: &[Arc<FileMeta>]| files.iter().map(|f| f.size).sum::<u64>();
+        let new: u64 = by_table.values().map(|f| bytes_of(f)).sum();
+        let sizes = &chain.sizes;
+        if (sizes.delta_bytes + new) as f64 > ratio * sizes.base_bytes as f64 {
             return (capture, None);
         }
-        let l0_fits = per_table.iter().all(|(t, bytes)| {
-            let had = chain.delta_files.get(t).copied().unwrap_or(0);
-            had + bytes.div_ceil(DELTA_FILE_BYTES) as usize <= CHAIN_DELTA_FILES
+        let l0_fits = by_table.iter().all(|(t, files)| {
+            let had = sizes.delta_files.get(t).copied().unwrap_or(0);
+            had + bytes_of(files).div_ceil(DELTA_FILE_BYTES) as usize <= CHAIN_DELTA_FILES
         });
-        (capture, l0_fits.then_some((chain, flushed)))
+        (capture, l0_fits.then_some((chain, by_table)))
     }
 
     /// The chain tip's files, as a delta checkpoint names them again (they are in the store
@@ -629,15 +629,9 @@ impl Inner {
         job: &Job<'_>,
         base: &[Planned],
         chain: Chain,
-        flushed: Vec<Arc<FileMeta>>,
+        by_table: BTreeMap<u32, Vec<Arc<FileMeta>>>,
     ) -> Result<CheckpointInfo> {
         let tree = self.middle.tree();
-        let mut by_table: BTreeMap<u32, Vec<Arc<FileMeta>>> = BTreeMap::new();
-        for f in flushed {
-            if job.state.tables.contains_key(&f.table_id) {
-                by_table.entry(f.table_id).or_default().push(f);
-            }
-        }
         let mut added: Vec<Planned> = Vec::new();
         let mut merged = Ok(());
         for (table_id, files) in &by_table {
@@ -662,13 +656,13 @@ impl Inner {
         let r = merged.and_then(|()| {
             let mut files = base.to_vec();
             files.extend(added.iter().cloned());
-            let mut delta_files = (*chain.delta_files).clone();
+            let mut delta_files = (*chain.sizes.delta_files).clone();
             for p in &added {
                 *delta_files.entry(p.meta.table_id).or_default() += 1;
             }
-            let next = ChainGrowth {
-                base_bytes: chain.base_bytes,
-                delta_bytes: chain.delta_bytes + delta_bytes,
+            let next = ChainSizes {
+                base_bytes: chain.sizes.base_bytes,
+                delta_bytes: chain.sizes.delta_bytes + delta_bytes,
                 delta_files: Arc::new(delta_files),
             };
             self.upload_and_confirm(job, &files, Some(next))
@@ -686,7 +680,7 @@ impl Inner {
         &self,
         job: &Job<'_>,
         files: &[Planned],
-        chain: Option<ChainGrowth>,
+        chain: Option<ChainSizes>,
     ) -> Result<CheckpointInfo> {
         let Job {
             id,
@@ -696,6 +690,7 @@ impl Inner {
             started,
             sync_duration,
         } = *job;
+        let delta = chain.is_some();
         let (mut files_uploaded, mut bytes_uploaded, mut files_copied_in_store) = (0, 0, 0);
         for p in files {
             let Some(src) = &p.copy_from else {
@@ -751,19 +746,15 @@ impl Inner {
                     },
                 ));
                 if st.captures == capture {
-                    let g = chain.clone().unwrap_or(ChainGrowth {
-                        base_bytes: bytes,
-                        delta_bytes: 0,
-                        delta_files: Arc::default(),
-                    });
                     st.chain = Some(Chain {
                         key,
                         id,
                         capture,
                         files: Arc::new(m.files.clone()),
-                        base_bytes: g.base_bytes,
-                        delta_bytes: g.delta_bytes,
-                        delta_files: g.delta_files,
+                        sizes: chain.unwrap_or(ChainSizes {
+                            base_bytes: bytes,
+                            ..ChainSizes::default()
+                        }),
                     });
                 }
                 r
@@ -775,7 +766,7 @@ impl Inner {
             files_uploaded,
             bytes_uploaded,
             files_copied_in_store,
-            delta: chain.is_some(),
+            delta,
             sync_duration,
             total_duration: started.elapsed(),
         })

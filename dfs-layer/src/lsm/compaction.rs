@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::level_iter::level_iter;
 use super::picker::{pick, CompactionPick};
 use super::shared::{Inner, State};
-use super::version::{table_path, Levels, VersionEdit, NUM_LEVELS};
+use super::version::{table_path, FileMeta, Levels, VersionEdit, NUM_LEVELS};
 use super::writer::{write_run, RunSpec};
 use crate::error::{Error, Result};
 use crate::iter::{InternalIterator, MergingIterator};
@@ -124,28 +124,22 @@ impl Inner {
 
     /// Merges the inputs of `p` and writes them through the one table writer.
     pub(super) fn run_compaction(self: &Arc<Self>, p: &CompactionPick) -> RunResult {
-        let open = self.open_fn();
-        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
-        if p.level == 0 {
-            for f in &p.inputs {
-                children.push(Box::new(level_iter(vec![f.clone()], open.clone(), true)));
-            }
+        let mut runs: Vec<Vec<Arc<FileMeta>>> = if p.level == 0 {
+            p.inputs.iter().map(|f| vec![f.clone()]).collect()
         } else {
-            children.push(Box::new(level_iter(p.inputs.clone(), open.clone(), true)));
-        }
+            vec![p.inputs.clone()]
+        };
         if !p.overlapping.is_empty() {
-            children.push(Box::new(level_iter(p.overlapping.clone(), open, true)));
+            runs.push(p.overlapping.clone());
         }
         let bytes_read: u64 = p.inputs.iter().chain(&p.overlapping).map(|f| f.size).sum();
-        let mut it = MergingIterator::new(children);
-        it.seek_to_first();
         let spec = RunSpec {
             table_id: p.table_id,
             bottommost: p.bottommost,
             split_bytes: Some(self.opts.compaction.target_file_bytes),
             build: self.build_options(p.table_id, p.output_level),
         };
-        let outputs = write_run(&self.run_target(), spec, &mut it)?;
+        let outputs = self.merge_runs(runs, spec)?;
         let written = outputs.iter().map(|o| o.size).sum();
         let mut edit = VersionEdit::default();
         for f in &p.inputs {
@@ -158,6 +152,25 @@ impl Inner {
             edit.added.push((p.output_level, o));
         }
         Ok((edit, bytes_read, written))
+    }
+
+    /// Merges sorted runs of files (each run's files in key order, without overlaps) and
+    /// writes the result through the one table writer as new files, not yet in a version.
+    pub(super) fn merge_runs(
+        self: &Arc<Self>,
+        runs: Vec<Vec<Arc<FileMeta>>>,
+        spec: RunSpec,
+    ) -> Result<Vec<FileMeta>> {
+        let open = self.open_fn();
+        let children: Vec<Box<dyn InternalIterator>> = runs
+            .into_iter()
+            .map(|files| {
+                Box::new(level_iter(files, open.clone(), true)) as Box<dyn InternalIterator>
+            })
+            .collect();
+        let mut it = MergingIterator::new(children);
+        it.seek_to_first();
+        write_run(&self.run_target(), spec, &mut it)
     }
 
     /// Releases the table's compaction slot and commits the result of `p`. A failed commit

@@ -30,7 +30,7 @@ use super::version::{table_number, table_path, FileMeta, Version, VersionEdit, N
 use super::writer::{write_run, RunSpec};
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
-use crate::iter::{InternalIterator, MergingIterator};
+use crate::iter::InternalIterator;
 use crate::key::{SeqNo, ValueKind};
 use crate::storage::{Storage, StoreSet};
 use crate::table::ReadTier;
@@ -583,24 +583,14 @@ impl LsmTree {
         files: &[Arc<FileMeta>],
         split_bytes: u64,
     ) -> Result<Vec<FileMeta>> {
-        let inner = &self.inner;
-        let open = inner.open_fn();
-        let children: Vec<Box<dyn InternalIterator>> = files
-            .iter()
-            .map(|f| {
-                Box::new(level_iter(vec![f.clone()], open.clone(), true))
-                    as Box<dyn InternalIterator>
-            })
-            .collect();
-        let mut it = MergingIterator::new(children);
-        it.seek_to_first();
         let spec = RunSpec {
             table_id,
             bottommost: false,
             split_bytes: Some(split_bytes),
-            build: inner.build_options(table_id, 0),
+            build: self.inner.build_options(table_id, 0),
         };
-        write_run(&inner.run_target(), spec, &mut it)
+        self.inner
+            .merge_runs(files.iter().map(|f| vec![f.clone()]).collect(), spec)
     }
 
     /// Deletes own files that were written but never committed to a version
