@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use strata::{Db, MergeKind, Settings, Table, TableOptions, WriteBatch};
+use strata::{Db, DbIterator, MergeKind, Settings, Table, TableOptions, WriteBatch};
 use strata_tests::{StoreKind, TestHome};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -130,10 +130,44 @@ impl Totals {
 }
 
 fn scan(db: &Db, t: &Table, lo: &[u8], hi: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    db.range(t, lo, hi)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    drain(|| db.range(t, lo, hi).unwrap())
+}
+
+/// Reads one scan three ways: as owned pairs, with `advance`/`key`/`value` (no copy per
+/// entry), and alternating the two on one iterator; all three must agree.
+fn drain(mk: impl Fn() -> DbIterator) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let owned: Vec<_> = mk().collect::<Result<_, _>>().unwrap();
+    let mut it = mk();
+    let mut borrowed = Vec::new();
+    while it.advance().unwrap() {
+        borrowed.push((it.key().to_vec(), it.value().to_vec()));
+    }
+    assert!(!it.valid());
+    assert!(!it.advance().unwrap(), "an ended iterator stays ended");
+    assert_eq!(
+        borrowed, owned,
+        "advance/key/value differ from the owned pairs"
+    );
+    let mut it = mk();
+    let mut mixed = Vec::new();
+    loop {
+        let more = if mixed.len() % 2 == 0 {
+            it.advance()
+                .unwrap()
+                .then(|| (it.key().to_vec(), it.value().to_vec()))
+        } else {
+            it.next().map(Result::unwrap)
+        };
+        match more {
+            Some(kv) => mixed.push(kv),
+            None => break,
+        }
+    }
+    assert_eq!(
+        mixed, owned,
+        "mixing advance and next differs from the owned pairs"
+    );
+    owned
 }
 
 fn model_range(m: &Model, lo: &[u8], hi: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -253,22 +287,14 @@ fn run(kind: StoreKind, wal: bool, ops: Vec<Op>) {
             }
             Op::Prefix(p) => {
                 let pre = [b'k', p];
-                let got: Vec<_> = db
-                    .prefix(&plain, &pre)
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
+                let got: Vec<_> = drain(|| db.prefix(&plain, &pre).unwrap());
                 let want: Vec<_> = m_plain
                     .iter()
                     .filter(|(k, _)| k.starts_with(&pre))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 assert_eq!(got, want, "prefix {p}");
-                let got: Vec<_> = db
-                    .prefix(&lists, &pre)
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
+                let got: Vec<_> = drain(|| db.prefix(&lists, &pre).unwrap());
                 let want: Vec<_> = m_lists
                     .iter()
                     .filter(|(k, _)| k.starts_with(&pre))
@@ -276,11 +302,7 @@ fn run(kind: StoreKind, wal: bool, ops: Vec<Op>) {
                     .collect();
                 assert_eq!(got, want, "list prefix {p}");
                 let pre3 = [b'k', p, (p as u16 * 37 % 256) as u8];
-                let got: Vec<_> = db
-                    .prefix(&lists, &pre3)
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
+                let got: Vec<_> = drain(|| db.prefix(&lists, &pre3).unwrap());
                 let want: Vec<_> = m_lists
                     .iter()
                     .filter(|(k, _)| k.starts_with(&pre3))
@@ -309,17 +331,9 @@ fn run(kind: StoreKind, wal: bool, ops: Vec<Op>) {
             }
             Op::ScanSnapshot(i) => {
                 if let Some((s, mp, ml)) = snaps.get(i) {
-                    let got: Vec<_> = s
-                        .range(&plain, b"", None)
-                        .unwrap()
-                        .collect::<Result<_, _>>()
-                        .unwrap();
+                    let got: Vec<_> = drain(|| s.range(&plain, b"", None).unwrap());
                     assert_eq!(got, model_range(mp, b"", None), "snapshot {i} scan");
-                    let got: Vec<_> = s
-                        .range(&lists, b"", None)
-                        .unwrap()
-                        .collect::<Result<_, _>>()
-                        .unwrap();
+                    let got: Vec<_> = drain(|| s.range(&lists, b"", None).unwrap());
                     assert_eq!(got, model_range(ml, b"", None), "snapshot {i} list scan");
                 }
             }

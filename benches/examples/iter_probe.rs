@@ -1,7 +1,7 @@
 //! Profiling probe for map-state scans: loads 500K entries (50K maps of 10 user keys,
 //! Flink's key layout, `prefix_len` 10) into a 256 MiB budget, flushes (as a checkpoint
 //! does; `NOFLUSH=1` skips it), optionally runs 1M point gets (`GETS=1`), then scans
-//! `SCANS` random maps by prefix and prints scans/s. Used for the map-iterate profiles in
+//! `SCANS` random maps by prefix (borrowed interface; `OWNED=1` for owned pairs) and prints scans/s. Used for the map-iterate profiles in
 //! BENCHMARKS.md:
 //!
 //! ```sh
@@ -56,14 +56,23 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    // `OWNED=1`: the owned-pair `Iterator` interface instead of `advance`/`key`/`value`.
+    let owned = std::env::var_os("OWNED").is_some();
     let t0 = Instant::now();
     let mut sum = 0usize;
     let mut r = 12345u64;
     for _ in 0..scans {
         r = mix(r);
-        for kv in db.prefix(&t, &small_key(r % groups)).unwrap() {
-            let (k, v) = kv.unwrap();
-            sum += k.len() + v.len();
+        let mut it = db.prefix(&t, &small_key(r % groups)).unwrap();
+        if owned {
+            for kv in it {
+                let (k, v) = kv.unwrap();
+                sum += k.len() + v.len();
+            }
+        } else {
+            while it.advance().unwrap() {
+                sum += it.key().len() + it.value().len();
+            }
         }
     }
     let dt = t0.elapsed();

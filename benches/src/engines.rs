@@ -125,10 +125,11 @@ impl Engine for StrataEngine {
         self.db.flush().expect("strata flush");
     }
     fn scan_prefix(&self, t: StateTable, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8])) -> usize {
+        // The borrowed interface, as the RocksDB side reads its raw iterator.
+        let mut it = self.db.prefix(self.t(t), prefix).expect("strata prefix");
         let mut n = 0;
-        for kv in self.db.prefix(self.t(t), prefix).expect("strata prefix") {
-            let (k, v) = kv.expect("strata scan");
-            f(&k, &v);
+        while it.advance().expect("strata scan") {
+            f(it.key(), it.value());
             n += 1;
         }
         n

@@ -210,6 +210,7 @@ impl BlockIter {
     }
 
     /// Decodes the entry at `self.next`; returns false at the end or on corruption.
+    #[inline]
     fn parse_next(&mut self) -> bool {
         self.current = self.next;
         if self.current >= self.block.restarts_off {
@@ -217,27 +218,17 @@ impl BlockIter {
             return false;
         }
         let data = &self.block.data[..self.block.restarts_off];
-        let mut p = self.current;
-        let mut field = || -> Option<usize> {
-            let (v, n) = get_varint(&data[p..])?;
-            p += n;
-            usize::try_from(v).ok()
-        };
-        let (Some(shared), Some(unshared), Some(vlen)) = (field(), field(), field()) else {
-            return self.corrupt("bad entry header");
-        };
-        let key_end = p.checked_add(unshared);
-        let val_end = key_end.and_then(|k| k.checked_add(vlen));
-        match val_end {
-            Some(end) if shared <= self.key.len() && end <= data.len() => {
-                let key_end = p + unshared;
-                self.key.truncate(shared);
-                self.key.extend_from_slice(&data[p..key_end]);
+        match decode_entry(data, self.current) {
+            Some(e) if e.shared <= self.key.len() => {
+                let key_end = e.delta + e.unshared;
+                let end = key_end + e.value_len;
+                self.key.truncate(e.shared);
+                self.key.extend_from_slice(&data[e.delta..key_end]);
                 self.value = key_end..end;
                 self.next = end;
                 true
             }
-            _ => self.corrupt("entry out of bounds"),
+            _ => self.corrupt("malformed entry"),
         }
     }
 
@@ -261,16 +252,16 @@ impl BlockIter {
 
     /// Positions at the first entry with key `>= target`.
     pub fn seek(&mut self, target: &[u8]) {
-        // Binary search for the last restart point whose key is < target.
+        // Binary search for the last restart point whose key is < target. Restart entries
+        // hold their whole key, so it is compared where it lies in the block.
         let (mut lo, mut hi) = (0usize, self.block.num_restarts - 1);
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
-            self.key.clear();
-            self.next = self.block.restart(mid);
-            if !self.parse_next() {
+            let Some(k) = self.block.restart_key(mid) else {
+                self.corrupt("malformed restart entry");
                 return;
-            }
-            if key::compare(&self.key, target) == Ordering::Less {
+            };
+            if key::compare(k, target) == Ordering::Less {
                 lo = mid;
             } else {
                 hi = mid - 1;
@@ -283,6 +274,56 @@ impl BlockIter {
                 return;
             }
         }
+    }
+}
+
+/// The header of one block entry, bounds-checked: the key delta and the value lie inside
+/// the entries area.
+struct EntryHeader {
+    /// Bytes shared with the previous key.
+    shared: usize,
+    /// Length of the key delta.
+    unshared: usize,
+    /// Length of the value.
+    value_len: usize,
+    /// Offset of the key delta (the value follows it).
+    delta: usize,
+}
+
+/// Decodes the header of the entry at `p` in `data` (a block's entries, without the
+/// restart array); `None` if it is malformed or runs past `data`.
+#[inline]
+fn decode_entry(data: &[u8], p: usize) -> Option<EntryHeader> {
+    // Fast path: the three fields are one byte each (LevelDB's DecodeEntry does the same).
+    let (shared, unshared, value_len, delta) = match data.get(p..p + 3) {
+        Some(&[a, b, c]) if (a | b | c) < 0x80 => (a as usize, b as usize, c as usize, p + 3),
+        _ => {
+            let mut q = p;
+            let mut field = || -> Option<usize> {
+                let (v, n) = get_varint(data.get(q..)?)?;
+                q += n;
+                usize::try_from(v).ok()
+            };
+            let (shared, unshared, value_len) = (field()?, field()?, field()?);
+            (shared, unshared, value_len, q)
+        }
+    };
+    let end = delta.checked_add(unshared)?.checked_add(value_len)?;
+    (end <= data.len()).then_some(EntryHeader {
+        shared,
+        unshared,
+        value_len,
+        delta,
+    })
+}
+
+impl Block {
+    /// The whole key of the entry at restart point `i` (restart entries share nothing with
+    /// the key before them); `None` if that entry is malformed.
+    fn restart_key(&self, i: usize) -> Option<&[u8]> {
+        let data = &self.data[..self.restarts_off];
+        let e = decode_entry(data, self.restart(i))?;
+        (e.shared == 0).then(|| &data[e.delta..e.delta + e.unshared])
     }
 }
 
@@ -344,6 +385,61 @@ mod tests {
             assert!(!it.valid());
             it.status().unwrap();
         }
+    }
+
+    /// Keys and values long enough for multi-byte header varints (the slow decode path)
+    /// next to one-byte ones, seeked to every key and between keys.
+    #[test]
+    fn seek_with_long_keys_and_values() {
+        for interval in [1, 3, 16] {
+            let mut b = BlockBuilder::new(interval);
+            let key_of = |i: usize| {
+                let pad = "x".repeat(if i.is_multiple_of(3) { 150 } else { 2 });
+                internal_key(format!("k{i:04}{pad}").as_bytes(), 5, ValueKind::Put)
+            };
+            let value_of = |i: usize| vec![i as u8; if i.is_multiple_of(2) { 300 } else { 5 }];
+            for i in 0..200 {
+                b.add(&key_of(i), &value_of(i));
+            }
+            let block = Block::new(Bytes::from(b.finish())).unwrap();
+            let mut it = block.iter();
+            for i in 0..200 {
+                it.seek(&key_of(i));
+                assert!(it.valid(), "interval {interval} key {i}");
+                assert_eq!(it.key(), key_of(i).as_slice());
+                assert_eq!(it.value(), value_of(i).as_slice());
+                // Between key i and key i + 1: lands on i + 1.
+                let mut between = key::user_key(&key_of(i)).to_vec();
+                between.push(0xff);
+                it.seek(&internal_key(&between, 9, ValueKind::Put));
+                if i + 1 < 200 {
+                    assert_eq!(it.key(), key_of(i + 1).as_slice());
+                } else {
+                    assert!(!it.valid());
+                }
+                it.status().unwrap();
+            }
+        }
+    }
+
+    /// A restart entry that claims to share bytes with a previous key is corruption, found
+    /// by the seek's binary search.
+    #[test]
+    fn restart_entry_sharing_a_prefix_is_corruption() {
+        let block = build(64, 4);
+        let mut raw = block.data.to_vec();
+        let r = get_u32(&raw, block.restarts_off + 4 * (block.num_restarts / 2)).unwrap();
+        assert_eq!(raw[r as usize], 0, "restart entries share nothing");
+        raw[r as usize] = 3;
+        let bad = Block::new(Bytes::from(raw)).unwrap();
+        let mut it = bad.iter();
+        it.seek(&internal_key(b"key00127", 7, ValueKind::Put));
+        assert!(!it.valid());
+        assert!(it
+            .status()
+            .unwrap_err()
+            .to_string()
+            .contains("restart entry"));
     }
 
     #[test]

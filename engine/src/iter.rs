@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use strata_dfs::key::{self, prefix_successor, SeqNo, MAX_SEQ};
+use strata_dfs::key::{self, prefix_successor, SeqNo, ValueKind, MAX_SEQ};
 use strata_dfs::{
     Error, InternalIterator, MergeOperator, MergingIterator, Result, Version, VersionFold,
 };
@@ -18,6 +18,11 @@ use crate::snapshot::Snapshot;
 
 /// Iterator over `(key, value)` pairs of one table in key order, from a consistent
 /// snapshot. Yields `Err` once (then ends) if a read fails or finds corruption.
+///
+/// Two ways to read it: as a standard [`Iterator`] of owned pairs, or, without an
+/// allocation per entry, with [`DbIterator::advance`] and the borrowed
+/// [`DbIterator::key`] / [`DbIterator::value`] (RocksDB's raw iterator). Mixing the two on
+/// one iterator is allowed: both move the same position.
 pub struct DbIterator {
     inner: MergingIterator,
     _version: Arc<Version>,
@@ -28,6 +33,24 @@ pub struct DbIterator {
     merge: Option<Arc<dyn MergeOperator>>,
     started: bool,
     done: bool,
+    /// The current entry's user key (reused buffer).
+    key: Vec<u8>,
+    /// Where the current entry's value is.
+    at: Current,
+    /// A folded value (reused buffer; `Current::Folded`).
+    folded: Vec<u8>,
+}
+
+/// Where the current entry of a [`DbIterator`] is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Current {
+    /// Not positioned on an entry.
+    None,
+    /// The entry is the merging iterator's current version (a put that ends the fold
+    /// without a copy); the key's older versions are skipped on the next advance.
+    InPlace,
+    /// The value is in `folded`; the merging iterator is past the key.
+    Folded,
 }
 
 impl Inner {
@@ -52,6 +75,9 @@ impl Inner {
             merge,
             started: false,
             done: false,
+            key: Vec::new(),
+            at: Current::None,
+            folded: Vec::new(),
         })
     }
 }
@@ -69,46 +95,132 @@ impl Snapshot {
     }
 }
 
+impl DbIterator {
+    /// Moves to the next visible entry (the first one on the first call). Returns false at
+    /// the end; an error ends the iteration. Does not allocate per entry: the key and value
+    /// are read in place with [`DbIterator::key`] and [`DbIterator::value`].
+    pub fn advance(&mut self) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        match self.step() {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.done = true;
+                self.at = Current::None;
+                Ok(false)
+            }
+            Err(e) => {
+                self.done = true;
+                self.at = Current::None;
+                Err(e)
+            }
+        }
+    }
+
+    /// True if positioned on an entry (after an [`advance`](Self::advance) that returned
+    /// true).
+    pub fn valid(&self) -> bool {
+        self.at != Current::None
+    }
+
+    /// The current key. REQUIRES: [`valid`](Self::valid).
+    pub fn key(&self) -> &[u8] {
+        assert!(self.valid(), "DbIterator::key on an unpositioned iterator");
+        &self.key
+    }
+
+    /// The current value. REQUIRES: [`valid`](Self::valid).
+    pub fn value(&self) -> &[u8] {
+        match self.at {
+            Current::InPlace => self.inner.value(),
+            Current::Folded => &self.folded,
+            Current::None => panic!("DbIterator::value on an unpositioned iterator"),
+        }
+    }
+
+    /// Skips the rest of the current key's versions if the iterator still stands on them.
+    fn skip_current_versions(&mut self) -> Result<()> {
+        if self.at == Current::InPlace {
+            self.inner.next();
+            while self.inner.valid() && key::user_key(self.inner.key()) == self.key.as_slice() {
+                self.inner.next();
+            }
+            self.inner.status()?;
+        }
+        self.at = Current::None;
+        Ok(())
+    }
+
+    /// One step of [`advance`](Self::advance): true if positioned on a visible entry.
+    fn step(&mut self) -> Result<bool> {
+        if !self.started {
+            self.started = true;
+            self.inner.seek(&key::seek_key(&self.start, MAX_SEQ));
+        } else {
+            self.skip_current_versions()?;
+        }
+        loop {
+            if !self.inner.valid() {
+                self.inner.status()?;
+                return Ok(false);
+            }
+            let uk = key::user_key(self.inner.key());
+            if self.end.as_deref().is_some_and(|e| uk >= e) {
+                return Ok(false);
+            }
+            self.key.clear();
+            self.key.extend_from_slice(uk);
+            // Fast path: the newest visible version is a put or a tombstone, which ends the
+            // fold by itself (the common case). Versions newer than the snapshot come first
+            // and are passed over.
+            let p = parse(self.inner.key())?;
+            if p.seq <= self.seq {
+                match p.kind {
+                    ValueKind::Put => {
+                        // A source that failed has left the merge: what stands here may
+                        // be an older version from another source.
+                        self.inner.status()?;
+                        self.at = Current::InPlace;
+                        return Ok(true);
+                    }
+                    ValueKind::Delete => {
+                        self.at = Current::InPlace;
+                        self.skip_current_versions()?;
+                        continue;
+                    }
+                    ValueKind::Merge => {}
+                }
+            }
+            let mut fold = VersionFold::new(self.merge.as_deref(), self.seq);
+            while self.inner.valid() && key::user_key(self.inner.key()) == self.key.as_slice() {
+                let p = parse(self.inner.key())?;
+                fold.push(p.seq, p.kind, self.inner.value());
+                self.inner.next();
+            }
+            self.inner.status()?;
+            if let Some(v) = fold.into_value() {
+                self.folded = v;
+                self.at = Current::Folded;
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Parses an internal key from an iterator source.
+fn parse(ikey: &[u8]) -> Result<key::ParsedKey<'_>> {
+    key::parse(ikey).ok_or_else(|| Error::corruption("iterator source", "malformed internal key"))
+}
+
 impl Iterator for DbIterator {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if !self.started {
-            self.started = true;
-            self.inner.seek(&key::seek_key(&self.start, MAX_SEQ));
-        }
-        loop {
-            if !self.inner.valid() {
-                self.done = true;
-                return self.inner.status().err().map(Err);
-            }
-            let uk = key::user_key(self.inner.key()).to_vec();
-            if self.end.as_deref().is_some_and(|e| uk.as_slice() >= e) {
-                self.done = true;
-                return None;
-            }
-            let mut fold = VersionFold::new(self.merge.as_deref(), self.seq);
-            while self.inner.valid() && key::user_key(self.inner.key()) == uk.as_slice() {
-                let Some(p) = key::parse(self.inner.key()) else {
-                    self.done = true;
-                    return Some(Err(Error::corruption(
-                        "iterator source",
-                        "malformed internal key",
-                    )));
-                };
-                fold.push(p.seq, p.kind, self.inner.value());
-                self.inner.next();
-            }
-            if let Err(e) = self.inner.status() {
-                self.done = true;
-                return Some(Err(e));
-            }
-            if let Some(v) = fold.into_value() {
-                return Some(Ok((uk, v)));
-            }
+        match self.advance() {
+            Ok(true) => Some(Ok((self.key.clone(), self.value().to_vec()))),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 }

@@ -714,7 +714,6 @@ pub unsafe extern "C" fn strata_snapshot_get(
 /// `strata_iter_destroy`.
 pub struct strata_iterator {
     it: DbIterator,
-    current: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 fn range_args<'a>(
@@ -736,7 +735,7 @@ fn range_args<'a>(
 }
 
 fn give_iter(it: DbIterator, out: *mut *mut strata_iterator) -> FfiResult {
-    give_handle(strata_iterator { it, current: None }, out)?;
+    give_handle(strata_iterator { it }, out)?;
     Ok(Status::STRATA_OK)
 }
 
@@ -824,14 +823,10 @@ pub unsafe extern "C" fn strata_iter_next(
 ) -> strata_status {
     call(err, || {
         let i = handle_mut(it, "iterator")?;
-        i.current = None;
-        match i.it.next() {
-            None => Ok(Status::STRATA_NOT_FOUND),
-            Some(Ok(kv)) => {
-                i.current = Some(kv);
-                Ok(Status::STRATA_OK)
-            }
-            Some(Err(e)) => Err(e.into()),
+        if i.it.advance()? {
+            Ok(Status::STRATA_OK)
+        } else {
+            Ok(Status::STRATA_NOT_FOUND)
         }
     })
 }
@@ -840,7 +835,7 @@ pub unsafe extern "C" fn strata_iter_next(
 /// iterator is not on an entry.
 #[no_mangle]
 pub unsafe extern "C" fn strata_iter_key(it: *const strata_iterator, len: *mut usize) -> *const u8 {
-    borrowed(it, len, |i| i.current.as_ref().map(|(k, _)| k.as_slice()))
+    borrowed(it, len, |i| i.it.valid().then(|| i.it.key()))
 }
 
 /// The current value (length in `*len`), borrowed until the next move; NULL when the
@@ -850,7 +845,7 @@ pub unsafe extern "C" fn strata_iter_value(
     it: *const strata_iterator,
     len: *mut usize,
 ) -> *const u8 {
-    borrowed(it, len, |i| i.current.as_ref().map(|(_, v)| v.as_slice()))
+    borrowed(it, len, |i| i.it.valid().then(|| i.it.value()))
 }
 
 /// Destroys an iterator.

@@ -775,19 +775,17 @@ pub extern "system" fn Java_io_strata_NativeLib_iterNext(
     guard(&mut env, std::ptr::null_mut(), |env| {
         // SAFETY: the handle of a Java StrataIterator.
         let it = unsafe { obj::<Mutex<DbIterator>>(ih, "iterator")? };
-        let next = it.lock().next();
-        match next {
-            None => Ok(std::ptr::null_mut()),
-            Some(r) => {
-                let (k, v) = r?;
-                let a = env.new_object_array(2, "[B", JObject::null())?;
-                let jk = env.byte_array_from_slice(&k)?;
-                let jv = env.byte_array_from_slice(&v)?;
-                env.set_object_array_element(&a, 0, jk)?;
-                env.set_object_array_element(&a, 1, jv)?;
-                Ok(a.into_raw())
-            }
+        // Copies straight from the iterator into Java arrays (no Rust-side copy).
+        let mut it = it.lock();
+        if !it.advance()? {
+            return Ok(std::ptr::null_mut());
         }
+        let a = env.new_object_array(2, "[B", JObject::null())?;
+        let jk = env.byte_array_from_slice(it.key())?;
+        let jv = env.byte_array_from_slice(it.value())?;
+        env.set_object_array_element(&a, 0, jk)?;
+        env.set_object_array_element(&a, 1, jv)?;
+        Ok(a.into_raw())
     })
 }
 
