@@ -37,7 +37,7 @@ pub struct DbIterator {
     key: Vec<u8>,
     /// Where the current entry's value is.
     at: Current,
-    /// A folded value (reused buffer; `Current::Folded`).
+    /// The value folded from merge operands (`Current::Folded`).
     folded: Vec<u8>,
 }
 
@@ -103,19 +103,12 @@ impl DbIterator {
         if self.done {
             return Ok(false);
         }
-        match self.step() {
-            Ok(true) => Ok(true),
-            Ok(false) => {
-                self.done = true;
-                self.at = Current::None;
-                Ok(false)
-            }
-            Err(e) => {
-                self.done = true;
-                self.at = Current::None;
-                Err(e)
-            }
+        let stepped = self.step();
+        if !matches!(stepped, Ok(true)) {
+            self.done = true;
+            self.at = Current::None;
         }
+        stepped
     }
 
     /// True if positioned on an entry (after an [`advance`](Self::advance) that returned
@@ -171,9 +164,9 @@ impl DbIterator {
             }
             self.key.clear();
             self.key.extend_from_slice(uk);
-            // Fast path: the newest visible version is a put or a tombstone, which ends the
-            // fold by itself (the common case). Versions newer than the snapshot come first
-            // and are passed over.
+            // Fast path: the key's newest version is visible at the snapshot and is a put or
+            // a tombstone, which ends the fold by itself (the common case). Otherwise (a merge
+            // operand, or versions newer than the snapshot first) the fold below decides.
             let p = parse(self.inner.key())?;
             if p.seq <= self.seq {
                 match p.kind {
