@@ -135,21 +135,7 @@ impl Engine for StrataEngine {
         n
     }
     fn describe(&self) -> Option<String> {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        let malloc = {
-            // SAFETY: mallinfo2 only reads glibc's allocator counters.
-            let mi = unsafe { libc::mallinfo2() };
-            let mib = |b: usize| b as f64 / 1048576.0;
-            format!(
-                "malloc: {:.1} MiB in use, {:.1} MiB free in arenas, {:.1} MiB mmapped\n",
-                mib(mi.uordblks),
-                mib(mi.fordblks),
-                mib(mi.hblkhd)
-            )
-        };
-        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-        let malloc = String::new();
-        Some(format!("{}{malloc}", self.db.stats()))
+        Some(format!("{}{}", self.db.stats(), crate::alloc::describe()))
     }
     fn dir(&self) -> &Path {
         &self.dir

@@ -2,6 +2,7 @@
 //! (with the `rocksdb` feature) on RocksDB configured like Flink's RocksDB state backend.
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod checkpoints;
 pub mod engines;
 pub mod report;

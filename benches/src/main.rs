@@ -18,6 +18,10 @@ use strata_bench::engines;
 use strata_bench::report;
 use strata_bench::workloads::{self, PhaseResult, RunConfig, WORKLOADS};
 
+/// jemalloc for the whole process (see `strata_bench::alloc`).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Strata vs RocksDB on Flink-shaped state workloads")]
 struct Cli {
@@ -109,6 +113,7 @@ struct ChildArgs {
 }
 
 fn main() {
+    strata_bench::alloc::install();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Compare(a) => compare(a),

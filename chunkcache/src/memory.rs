@@ -11,9 +11,11 @@
 //! resident after they are freed. A 3M-key load into a 256 MiB budget measured 100 MiB
 //! accounted, 200 MiB resident.
 //!
-//! The remedy, for glibc only (elsewhere it does nothing): [`trim`] returns free pages
-//! inside the arenas to the OS (`malloc_trim`); maintenance calls it when the resident set
-//! exceeds the accounted memory by more than a slack (see `Shared::release_retained`).
+//! The remedy: [`trim`] returns free pages inside the arenas to the OS (glibc's
+//! `malloc_trim`, or the function a process with another global allocator installed with
+//! [`set_allocator_release`], e.g. a jemalloc purge); maintenance calls it when the
+//! resident set exceeds the accounted memory by more than a slack (see
+//! `Shared::release_retained`).
 //!
 //! Fixing glibc's thresholds with `mallopt` (mmap threshold 1 MiB, trim threshold 8 MiB)
 //! cut more (a 15M-key run peaked 25-45 MiB lower) but is process-wide, and in a JVM host
@@ -39,9 +41,25 @@ pub fn resident_bytes() -> Option<usize> {
     process_memory().map(|(rss, _)| rss as usize)
 }
 
-/// Returns the allocator's free pages to the OS. True if the allocator has such a call and
-/// released anything.
+/// A process's own way to return its allocator's free pages, installed by
+/// [`set_allocator_release`].
+static RELEASE: std::sync::OnceLock<fn() -> bool> = std::sync::OnceLock::new();
+
+/// Installs how [`trim`] returns free memory to the OS, for a process whose global allocator
+/// is not glibc's malloc (jemalloc: purge every arena; see the benchmark binary). The first
+/// call wins; returns false if a release function was already installed. Without one,
+/// [`trim`] calls glibc's `malloc_trim`.
+pub fn set_allocator_release(release: fn() -> bool) -> bool {
+    RELEASE.set(release).is_ok()
+}
+
+/// Returns the allocator's free pages to the OS: the function installed by
+/// [`set_allocator_release`], else glibc's `malloc_trim`. True if the allocator has such a
+/// call and released anything.
 pub fn trim() -> bool {
+    if let Some(release) = RELEASE.get() {
+        return release();
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim walks the allocator's own free lists under its locks.
@@ -85,5 +103,23 @@ mod tests {
             assert!(after + (32 << 20) < before, "{before} -> {after}");
             std::hint::black_box(&keep);
         }
+
+        // Installed last: from here on `trim` calls the process's own release function
+        // (a second one is refused), never glibc's.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn counted() -> bool {
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            false
+        }
+        fn other() -> bool {
+            true
+        }
+        assert!(set_allocator_release(counted));
+        assert!(
+            !set_allocator_release(other),
+            "the first release function stays"
+        );
+        assert!(!trim(), "trim answers what the installed function answers");
+        assert_eq!(CALLS.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -72,6 +72,7 @@ pub use recovery::RecoveryInfo;
 pub use settings::{MemorySplit, Settings, WalRecovery, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use snapshot::Snapshot;
 pub use stats::{LiveFile, Stats};
+pub use strata_chunkcache::memory::set_allocator_release;
 pub use strata_chunkcache::MiddleStats;
 pub use strata_dfs::{
     AppendOperator, CacheSnapshot, CheckpointRef, CheckpointStore, CompactionFilter,

@@ -73,10 +73,11 @@ pub struct Settings {
     /// much left to write, as RocksDB's write buffers bound its memtable flush. Off, data
     /// leaves memory only when a tier is over budget or on `flush`.
     pub write_behind: bool,
-    /// Keep the allocator's retained memory within the budget's reach (glibc only): the
-    /// maintenance thread returns free allocator pages to the OS (`malloc_trim`, at most
-    /// once a second) when the resident set exceeds the accounted memory by more than the
-    /// write-buffer share plus 32 MiB.
+    /// Keep the allocator's retained memory within the budget's reach: the
+    /// maintenance thread returns free allocator pages to the OS (glibc's `malloc_trim`, or
+    /// the function installed with [`crate::set_allocator_release`] under another global
+    /// allocator; at most once a second) when the resident set exceeds the accounted
+    /// memory by more than the write-buffer share plus 32 MiB.
     pub tune_allocator: bool,
     /// Checkpoints into another store (`Db::checkpoint` with a target): while the data
     /// flushed since the last *full* checkpoint there stays within this fraction of that
