@@ -98,16 +98,36 @@ impl BlockBuilder {
 
     /// Finishes the block and resets the builder for the next one.
     pub fn finish(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.buf);
+        self.append_restarts();
+        let out = std::mem::take(&mut self.buf);
+        self.reset();
+        out
+    }
+
+    /// Finishes the block, hands its bytes to `encode`, and resets the builder for the next
+    /// one keeping its buffers: a table builder encodes each data block from here, without
+    /// a buffer per block that grows from empty.
+    pub fn finish_with<R>(&mut self, encode: impl FnOnce(&[u8]) -> R) -> R {
+        self.append_restarts();
+        let r = encode(&self.buf);
+        self.buf.clear();
+        self.reset();
+        r
+    }
+
+    fn append_restarts(&mut self) {
         for &r in &self.restarts {
-            put_u32(&mut out, r);
+            put_u32(&mut self.buf, r);
         }
-        put_u32(&mut out, self.restarts.len() as u32);
-        self.restarts = vec![0];
+        put_u32(&mut self.buf, self.restarts.len() as u32);
+    }
+
+    fn reset(&mut self) {
+        self.restarts.clear();
+        self.restarts.push(0);
         self.counter = 0;
         self.last_key.clear();
         self.entries = 0;
-        out
     }
 }
 
@@ -363,6 +383,35 @@ mod tests {
             b.add(&k, format!("v{i}").as_bytes());
         }
         Block::new(Bytes::from(b.finish())).unwrap()
+    }
+
+    /// `finish_with` yields the bytes `finish` would, and the builder it leaves behind
+    /// (buffers kept) starts the next block from nothing.
+    #[test]
+    fn finish_with_reuses_buffers_and_matches_finish() {
+        let mut reused = BlockBuilder::new(4);
+        for round in 0..3 {
+            let mut fresh = BlockBuilder::new(4);
+            for i in 0..(50 + round * 40) {
+                let k = internal_key(format!("r{round}k{i:04}").as_bytes(), 3, ValueKind::Put);
+                fresh.add(&k, format!("v{i}").as_bytes());
+                reused.add(&k, format!("v{i}").as_bytes());
+            }
+            assert_eq!(reused.last_key(), fresh.last_key());
+            let expected = fresh.finish();
+            let got = reused.finish_with(|b| b.to_vec());
+            assert_eq!(got, expected, "round {round}");
+            assert!(reused.is_empty());
+            let block = Block::new(Bytes::from(got)).unwrap();
+            let mut it = block.iter();
+            it.seek_to_first();
+            let mut n = 0;
+            while it.valid() {
+                n += 1;
+                it.next();
+            }
+            assert_eq!(n, 50 + round * 40);
+        }
     }
 
     #[test]

@@ -54,16 +54,26 @@ pub fn encode_block(dst: &mut Vec<u8>, raw: &[u8], c: Compression) {
         Compression::None => dst.extend_from_slice(raw),
         Compression::Lz4 | Compression::Zstd => {
             put_varint(dst, raw.len() as u64);
-            let compressed = match c {
-                Compression::Lz4 => lz4_flex::block::compress(raw),
-                _ => zstd::bulk::compress(raw, 3).unwrap_or_else(|_| raw.to_vec()),
+            let at = dst.len();
+            let n = match c {
+                Compression::Lz4 => {
+                    // Straight into `dst`: no buffer per block.
+                    dst.resize(at + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+                    let n = lz4_flex::block::compress_into(raw, &mut dst[at..])
+                        .expect("the output is sized for the worst case");
+                    dst.truncate(at + n);
+                    n
+                }
+                _ => {
+                    let compressed = zstd::bulk::compress(raw, 3).unwrap_or_else(|_| raw.to_vec());
+                    dst.extend_from_slice(&compressed);
+                    compressed.len()
+                }
             };
-            if compressed.len() + compressed.len() / 8 >= raw.len() {
+            if n + n / 8 >= raw.len() {
                 dst.truncate(start);
                 dst.extend_from_slice(raw);
                 tag = 0;
-            } else {
-                dst.extend_from_slice(&compressed);
             }
         }
     }
@@ -156,6 +166,48 @@ mod tests {
             }
         }
         assert!(decode_block(&Bytes::from_static(b"abc")).is_err());
+    }
+
+    /// Blocks are encoded one after another into one file buffer: each lands after what
+    /// is already there (compressed in place), and one that does not compress by an
+    /// eighth is stored raw, with the buffer cut back past the attempt.
+    #[test]
+    fn blocks_append_to_a_shared_buffer_and_incompressible_ones_are_stored_raw() {
+        let compressible: Vec<u8> = (0..4000u32).flat_map(|i| (i % 13).to_le_bytes()).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let random: Vec<u8> = (0..4000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for c in [Compression::Lz4, Compression::Zstd] {
+            let mut file = b"header".to_vec();
+            let mut spans = Vec::new();
+            for raw in [&compressible, &random, &compressible] {
+                let start = file.len();
+                encode_block(&mut file, raw, c);
+                spans.push((start, file.len()));
+            }
+            assert_eq!(&file[..6], b"header");
+            let (s, e) = spans[0];
+            assert!(
+                e - s < compressible.len() / 2,
+                "{c:?} compressed the first block"
+            );
+            let (s, e) = spans[1];
+            assert_eq!(e - s, random.len() + 5, "{c:?}: raw, tag and crc");
+            assert_eq!(file[e - 5], 0, "{c:?}: stored with the raw tag");
+            for ((s, e), raw) in spans
+                .into_iter()
+                .zip([&compressible, &random, &compressible])
+            {
+                let stored = Bytes::copy_from_slice(&file[s..e]);
+                assert_eq!(decode_block(&stored).unwrap(), Bytes::from(raw.clone()));
+            }
+        }
     }
 
     /// lz4_flex is built with its pointer-based (non-`safe-decode`) decoder: lz4 payloads

@@ -109,7 +109,15 @@ fn write_run_into(
             None
         };
         if let Some((seq, kind)) = ended {
-            let b = builder.get_or_insert_with(|| TableBuilder::new(spec.build, spec.table_id));
+            let b = builder.get_or_insert_with(|| {
+                let mut b = TableBuilder::new(spec.build, spec.table_id);
+                // A file ends a little past the split size (its last block, the index,
+                // filter and footer); a run without a split size sizes as it goes.
+                if let Some(s) = spec.split_bytes {
+                    b.reserve(s as usize + s as usize / 8);
+                }
+                b
+            });
             // The common case: one version that is a put, or a tombstone above the
             // bottom, with no compaction filter — the collapse would keep it as it is.
             if versions.is_empty()

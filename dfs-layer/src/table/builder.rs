@@ -47,6 +47,9 @@ pub struct TableBuilder {
     props: TableProperties,
     last_user_key: Vec<u8>,
     last_prefix: Vec<u8>,
+    /// The last key of the last data block written (the index key; at the end, the
+    /// file's largest key).
+    last_block_key: Vec<u8>,
 }
 
 impl TableBuilder {
@@ -66,7 +69,14 @@ impl TableBuilder {
             },
             last_user_key: Vec::new(),
             last_prefix: Vec::new(),
+            last_block_key: Vec::new(),
         }
+    }
+
+    /// Reserves room for a file of about `bytes`, so the file buffer does not grow by
+    /// copying (writers pass their split size, which the write-buffer share accounts).
+    pub fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
     }
 
     /// Adds an entry. REQUIRES: `ikey` sorts after every key added before.
@@ -106,16 +116,17 @@ impl TableBuilder {
         if self.data.is_empty() {
             return;
         }
-        let last = self.data.last_key().to_vec();
-        let raw = self.data.finish();
+        self.last_block_key.clear();
+        self.last_block_key.extend_from_slice(self.data.last_key());
         let off = self.out.len() as u64;
-        encode_block(&mut self.out, &raw, self.opts.compression);
+        let (out, compression) = (&mut self.out, self.opts.compression);
+        self.data
+            .finish_with(|raw| encode_block(out, raw, compression));
         let len = self.out.len() as u64 - off;
-        let mut handle = Vec::with_capacity(12);
-        handle.extend_from_slice(&off.to_le_bytes());
-        handle.extend_from_slice(&(len as u32).to_le_bytes());
-        self.index.add(&last, &handle);
-        self.props.largest = last;
+        let mut handle = [0u8; 12];
+        handle[..8].copy_from_slice(&off.to_le_bytes());
+        handle[8..].copy_from_slice(&(len as u32).to_le_bytes());
+        self.index.add(&self.last_block_key, &handle);
         self.props.data_blocks += 1;
     }
 
@@ -132,6 +143,7 @@ impl TableBuilder {
     /// Finishes the file. REQUIRES: at least one entry was added.
     pub fn finish(mut self) -> (Bytes, TableProperties) {
         self.flush_block();
+        self.props.largest = std::mem::take(&mut self.last_block_key);
         if self.props.entries == 0 {
             self.props.min_seq = 0;
         }
