@@ -304,6 +304,39 @@ mod rocks {
             }
             n
         }
+        fn describe(&self) -> Option<String> {
+            // Per column family with data: the files per level and the cumulative
+            // compaction line of RocksDB's own statistics, for comparing write work.
+            let mut out = String::new();
+            for n in CFS {
+                let cf = self.db.cf_handle(n).expect("column family");
+                let prop = |p: &str| self.db.property_value_cf(cf, p).ok().flatten();
+                let files = prop("rocksdb.num-files-at-level0").map(|l0| {
+                    let lv: Vec<String> = (0..7)
+                        .map(|i| {
+                            prop(&format!("rocksdb.num-files-at-level{i}")).unwrap_or_default()
+                        })
+                        .collect();
+                    (l0, lv.join(", "))
+                });
+                let Some((l0, levels)) = files else { continue };
+                let live = prop("rocksdb.estimate-live-data-size").unwrap_or_default();
+                if l0 == "0" && live == "0" {
+                    continue;
+                }
+                let cumulative = prop("rocksdb.cfstats")
+                    .and_then(|s| {
+                        s.lines()
+                            .find(|l| l.starts_with("Cumulative compaction"))
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "rocksdb {n}: files/level [{levels}], live data {live} B; {cumulative}\n"
+                ));
+            }
+            Some(out).filter(|s| !s.is_empty())
+        }
         fn dir(&self) -> &Path {
             &self.dir
         }
