@@ -146,10 +146,15 @@ pub(super) fn key_hash(key: &[u8]) -> u64 {
     strata_dfs::internals::hash64(key)
 }
 
-/// A shard's hash index: keys to nodes, with a `HashMap`-like interface.
+/// A shard's hash index: keys to nodes, with a `HashMap`-like interface, plus access by
+/// bucket index for the maintenance scans (see [`super::HotKv::scan_shard`]).
 #[derive(Default)]
 pub(super) struct KeyMap {
     table: hashbrown::HashTable<Box<Node>>,
+    /// Times an insert found the table full, so that it grew or rehashed in place: entries
+    /// moved between buckets. A scan by bucket index that let go of the shard's lock
+    /// compares this to know whether the indices it has passed still mean the same.
+    moves: u64,
 }
 
 impl KeyMap {
@@ -171,6 +176,9 @@ impl KeyMap {
 
     /// Inserts a key known to be absent.
     pub(super) fn insert(&mut self, key: HotKey, entry: Entry) {
+        if self.table.len() == self.table.capacity() {
+            self.moves += 1;
+        }
         self.table
             .insert_unique(key_hash(&key), Box::new(Node { key, entry }), |n| {
                 key_hash(&n.key)
@@ -187,12 +195,35 @@ impl KeyMap {
         Some((key, entry))
     }
 
-    /// Keeps the entries for which `keep` returns true.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(&HotKey, &mut Entry) -> bool) {
-        self.table.retain(|n| {
+    /// Bucket indices are `0..buckets()`; an entry keeps its index until [`KeyMap::moves`]
+    /// changes (removals leave the other entries where they are).
+    pub(super) fn buckets(&self) -> usize {
+        self.table.num_buckets()
+    }
+
+    /// See the field.
+    pub(super) fn moves(&self) -> u64 {
+        self.moves
+    }
+
+    /// The entry in bucket `i`, if the bucket holds one.
+    pub(super) fn bucket(&self, i: usize) -> Option<(&HotKey, &Entry)> {
+        self.table.get_bucket(i).map(|n| (&n.key, &n.entry))
+    }
+
+    /// The entry in bucket `i`, if the bucket holds one, to change.
+    pub(super) fn bucket_mut(&mut self, i: usize) -> Option<(&HotKey, &mut Entry)> {
+        self.table.get_bucket_mut(i).map(|n| {
             let Node { key, entry } = &mut **n;
-            keep(key, entry)
-        });
+            (&*key, entry)
+        })
+    }
+
+    /// Removes the entry in bucket `i`, if the bucket holds one.
+    pub(super) fn remove_bucket(&mut self, i: usize) -> Option<(HotKey, Entry)> {
+        let (node, _) = self.table.get_bucket_entry(i).ok()?.remove();
+        let Node { key, entry } = *node;
+        Some((key, entry))
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&HotKey, &Entry)> {

@@ -1,6 +1,6 @@
 //! The hot tier: a concurrent, hash-indexed store of the most recently used entries.
 //!
-//! - 64 shards, each a `parking_lot::RwLock` over a hash table of pointers to entry nodes
+//! - 256 shards, each a `parking_lot::RwLock` over a hash table of pointers to entry nodes
 //!   (O(1) point access, one miss to memory) and a `BTreeMap` of the same keys (ordered
 //!   iteration). Keys up to 24 bytes and values up to 16 bytes are stored inline, so a
 //!   Flink-shaped value entry is one allocation. No global lock on any path; readers take
@@ -35,7 +35,26 @@ pub use entry::{chain_charge, entry_charge, Entry, HotKey, HotValue, HotVersion}
 use entry::{merge_into, new_version, raise_flag, readable, unpersisted, Shard};
 pub use stream::DirtyStream;
 
-const SHARDS: usize = 64;
+const SHARDS: usize = 256;
+
+/// Buckets of a shard's hash table a maintenance scan (packing's pick, pruning, marking a
+/// flush persisted) visits per hold of the shard's lock. A writer that reaches a shard
+/// being scanned waits for one run, tens of microseconds, not for the whole shard: with
+/// each shard held for a whole pass, a 5M-key load spent 6 of its 16 seconds waiting for
+/// shard locks.
+const SCAN_RUN: usize = 512;
+
+/// Whether [`HotKv::scan_shard`] must see every entry exactly as of one moment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScanMode {
+    /// Every entry present throughout the scan is visited at least once: if entries moved
+    /// between buckets while the lock was let go, the scan starts over (for idempotent
+    /// visits).
+    Every,
+    /// A heuristic pass: after a move the scan goes on where it was, so it may miss or
+    /// revisit a few entries.
+    Sweep,
+}
 
 /// Counters of the hot tier (hits and misses are kept per shard: [`HotKv::hits_misses`]).
 #[derive(Debug, Default)]
@@ -59,6 +78,10 @@ pub struct HotKv {
     bytes: AtomicUsize,
     entries: AtomicUsize,
     epoch: AtomicU32,
+    /// Set when an entry may hold more than one version (a write kept the version a
+    /// snapshot sees, or one being copied down): [`HotKv::prune_versions`] scans only
+    /// then, and sets it again if chains remain after its scan.
+    chains: std::sync::atomic::AtomicBool,
     /// Odd while a flush stream may have copied entries whose files are not yet committed
     /// (see [`HotKv::range`]).
     stream_epoch: AtomicU64,
@@ -112,6 +135,7 @@ impl HotKv {
             bytes: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
             epoch: AtomicU32::new(1),
+            chains: std::sync::atomic::AtomicBool::new(false),
             stream_epoch: AtomicU64::new(0),
             stats: HotStats::default(),
         }
@@ -229,6 +253,7 @@ impl HotKv {
         let newest_frozen = newest.seq <= e.frozen;
         if !replaceable || (newest_frozen && !newest_persisted) {
             e.versions.insert(0, new_version(w));
+            self.chains.store(true, Ordering::Relaxed);
         } else if newest_persisted {
             // Every version here is also below: start a fresh chain. A merge folds onto a
             // resident value or tombstone (the result shadows everything below); onto a
@@ -457,17 +482,68 @@ impl HotKv {
         self.stream_epoch.load(Ordering::SeqCst) == before
     }
 
+    /// Visits the buckets of shard `si` in runs of [`SCAN_RUN`], holding the shard's write
+    /// lock for one run at a time and handing it straight to a waiting writer between
+    /// runs (a fair unlock: the scan would otherwise take it back before the writer
+    /// woke). `visit` gets the shard and a bucket index (occupied or not) and returns
+    /// false to end the scan early. See [`ScanMode`] for entries that move meanwhile.
+    /// Returns true if entries moved during the scan (a [`ScanMode::Sweep`] may then have
+    /// visited some twice).
+    fn scan_shard(
+        &self,
+        si: usize,
+        mode: ScanMode,
+        mut visit: impl FnMut(&mut Shard, usize) -> bool,
+    ) -> bool {
+        let mut next = 0;
+        let mut moves = None;
+        let mut moved = false;
+        loop {
+            let mut shard = self.shards[si].write();
+            let now = shard.map.moves();
+            if moves.is_some_and(|m| m != now) {
+                moved = true;
+                if mode == ScanMode::Every {
+                    next = 0;
+                }
+            }
+            moves = Some(now);
+            let end = (next + SCAN_RUN).min(shard.map.buckets());
+            for i in next..end {
+                if !visit(&mut shard, i) {
+                    return moved;
+                }
+            }
+            if end >= shard.map.buckets() {
+                return moved;
+            }
+            next = end;
+            parking_lot::RwLockWriteGuard::unlock_fair(shard);
+        }
+    }
+
     /// The age (epochs since the last access, at most 255) at which the entries at least
     /// that old hold about `target` bytes, from a histogram of bytes by age. A large tier
-    /// is sampled (every `stride`-th entry, at least 64K of them): the pick needs the
-    /// threshold, not exact sums, and a full pass costs one miss to memory per entry.
+    /// is sampled (every `stride`-th bucket, about 64K entries): the pick needs the
+    /// threshold, not exact sums, and a full pass costs one miss to memory per entry. The
+    /// read lock is held for one run of buckets at a time.
     fn age_threshold(&self, target: usize, now: u32) -> u8 {
         let stride = (self.len() / 65_536).max(1);
         let mut hist = [0usize; 256];
         for s in self.shards.iter() {
-            let s = s.read();
-            for (k, e) in s.map.iter().step_by(stride) {
-                hist[age(now, e) as usize] += entry_charge(k, e) * stride;
+            let mut next = 0;
+            loop {
+                let s = s.read();
+                let end = (next + SCAN_RUN * stride).min(s.map.buckets());
+                for i in (next..end).step_by(stride) {
+                    if let Some((k, e)) = s.map.bucket(i) {
+                        hist[age(now, e) as usize] += entry_charge(k, e) * stride;
+                    }
+                }
+                if end >= s.map.buckets() {
+                    break;
+                }
+                next = end;
             }
         }
         let mut sum = 0;
@@ -518,20 +594,19 @@ impl HotKv {
         let mut taken = 0;
         let mut dirty = Vec::new();
         let mut dropped = 0;
-        for shard in self.shards.iter() {
+        for si in 0..SHARDS {
             if taken >= target {
                 break;
             }
-            let mut guard = shard.write();
-            let Shard {
-                map,
-                order,
-                flagged,
-                ..
-            } = &mut *guard;
-            let (mut freed, mut removed) = (0, 0);
-            map.retain(|k, e| {
-                if taken >= target || age(now, e) < threshold {
+            let first = dirty.len();
+            let moved = self.scan_shard(si, ScanMode::Sweep, |shard, i| {
+                if taken >= target {
+                    return false;
+                }
+                let Some((k, e)) = shard.map.bucket(i) else {
+                    return true;
+                };
+                if age(now, e) < threshold {
                     return true;
                 }
                 let charge = entry_charge(k, e);
@@ -540,18 +615,23 @@ impl HotKv {
                     dirty.push(k.clone());
                     return true;
                 }
-                if order.remove(&k[..]) == Some(true) {
-                    *flagged -= 1;
+                let (k, _) = shard.map.remove_bucket(i).expect("occupied");
+                if shard.order.remove(&k[..]) == Some(true) {
+                    shard.flagged -= 1;
                 }
-                freed += charge;
-                removed += 1;
-                false
+                shard.generation += 1;
+                self.account(shard, charge, 0);
+                self.entries.fetch_sub(1, Ordering::Relaxed);
+                dropped += 1;
+                true
             });
-            if removed > 0 {
-                guard.generation += 1;
-                self.account(&mut guard, freed, 0);
-                self.entries.fetch_sub(removed, Ordering::Relaxed);
-                dropped += removed;
+            if moved {
+                // A dirty key picked twice would be packed twice (one chunk holding the same
+                // version twice).
+                let mut mine = dirty.split_off(first);
+                mine.sort_unstable();
+                mine.dedup();
+                dirty.extend(mine);
             }
         }
         (dirty, dropped)
@@ -631,25 +711,39 @@ impl HotKv {
     /// find it below, so this needs no snapshot list, which could be stale by the time a
     /// chain is pruned. Returns bytes freed.
     pub fn prune_versions(&self) -> usize {
+        // Cleared before the scan: a chain made during the scan sets it again, and so
+        // does one the scan leaves (its older versions not yet in a lower tier).
+        if !self.chains.swap(false, Ordering::Relaxed) {
+            return 0;
+        }
         let mut freed = 0;
-        for s in self.shards.iter() {
-            let mut s = s.write();
-            let mut delta = 0usize;
-            for (k, e) in s.map.iter_mut() {
+        for si in 0..SHARDS {
+            self.scan_shard(si, ScanMode::Sweep, |s, i| {
+                let Some((k, e)) = s.map.bucket_mut(i) else {
+                    return true;
+                };
                 let persisted = e.persisted;
-                if e.versions.len() < 2 || e.versions.last().is_none_or(|v| v.seq > persisted) {
-                    continue;
+                if e.versions.len() < 2 {
+                    return true;
+                }
+                if e.versions.last().is_none_or(|v| v.seq > persisted) {
+                    self.chains.store(true, Ordering::Relaxed);
+                    return true;
                 }
                 let before = entry_charge(k, e);
                 let mut first = true;
                 e.versions
                     .retain(|v| std::mem::take(&mut first) || v.seq > persisted);
                 e.versions.shrink_to_fit();
-                delta += before.saturating_sub(entry_charge(k, e));
-            }
-            s.bytes -= delta.min(s.bytes);
-            self.bytes.fetch_sub(delta, Ordering::Relaxed);
-            freed += delta;
+                if e.versions.len() > 1 {
+                    self.chains.store(true, Ordering::Relaxed);
+                }
+                let delta = before.saturating_sub(entry_charge(k, e));
+                s.bytes -= delta.min(s.bytes);
+                self.bytes.fetch_sub(delta, Ordering::Relaxed);
+                freed += delta;
+                true
+            });
         }
         freed
     }

@@ -4,7 +4,7 @@
 //! A full flush used to copy every dirty entry into one `Vec` and sort it, which doubled
 //! the hot tier's memory at the moment a checkpoint asked for a flush. The stream instead
 //! keeps one small batch per shard (each shard's ordered index is already sorted) and merges
-//! the 64 shards' batches with a heap, so it holds O(shards × batch) entries at a time.
+//! the 256 shards' batches with a heap, so it holds O(shards × batch) entries at a time.
 //!
 //! Invariant: an entry is frozen (`frozen` = its newest sequence number) under its shard's
 //! write lock at the moment its versions are copied into a batch, so a later write never
@@ -20,7 +20,7 @@ use strata_dfs::key::{self, SeqNo, ValueKind};
 use strata_dfs::{InternalIterator, Result};
 
 use super::entry::{raise_flag, Entry, HotKey};
-use super::{HotKv, SHARDS};
+use super::{HotKv, ScanMode, SHARDS};
 
 /// Dirty entries copied per shard per refill (and keys scanned per lock hold, times 64).
 const BATCH: usize = 32;
@@ -122,11 +122,14 @@ impl HotKv {
     /// committed). Outside a maintenance operation no entry is frozen above its
     /// persistence mark, so this touches exactly what the flush copied.
     pub fn mark_frozen_persisted(&self) {
-        for s in self.shards.iter() {
-            let mut s = s.write();
-            for (_, e) in s.map.iter_mut() {
-                e.persisted = e.persisted.max(e.frozen);
-            }
+        for si in 0..SHARDS {
+            // Idempotent, so a scan that starts over after entries moved is still exact.
+            self.scan_shard(si, ScanMode::Every, |s, i| {
+                if let Some((_, e)) = s.map.bucket_mut(i) {
+                    e.persisted = e.persisted.max(e.frozen);
+                }
+                true
+            });
         }
         self.set_streaming(false);
     }

@@ -567,3 +567,138 @@ fn pick_coldest_stops_near_its_target() {
     assert!((100..=101).contains(&dropped), "dropped {dropped}");
     assert_eq!(h.len(), 1000 - dropped);
 }
+
+/// Key `i` of table 7 under one routing prefix: with the table routed by its first 4
+/// user-key bytes, every such key lands in one shard.
+fn routed_key(i: u32) -> Vec<u8> {
+    let mut k = 7u32.to_be_bytes().to_vec();
+    k.extend_from_slice(&[9, 9, 9, 9]);
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+/// `n` keys that all land in one shard, and that shard.
+fn one_shard_keys(h: &HotKv, n: u32) -> (usize, Vec<Vec<u8>>) {
+    let keys: Vec<Vec<u8>> = (0..n).map(routed_key).collect();
+    h.set_route_prefix(7, 4);
+    let si = h.shard_of(&keys[0]);
+    assert!(keys.iter().all(|k| h.shard_of(k) == si));
+    (si, keys)
+}
+
+/// A scan lets go of the shard's lock between runs of buckets. If entries move meanwhile
+/// (the table grows), an `Every` scan starts over, so each entry present throughout is
+/// seen after the move; a `Sweep` goes on where it was.
+#[test]
+fn bucket_scans_resume_after_each_run_and_start_over_when_entries_move() {
+    for mode in [ScanMode::Every, ScanMode::Sweep] {
+        let h = HotKv::new();
+        let (si, keys) = one_shard_keys(&h, 3000);
+        for (i, k) in keys.iter().enumerate() {
+            h.apply(k, w(i as u64 + 1, ValueKind::Put, b"v", None));
+        }
+        let buckets = h.shards[si].read().map.buckets();
+        assert!(buckets > 2 * SCAN_RUN, "{buckets} buckets: several runs");
+        let mut visited = Vec::new();
+        let mut grown = false;
+        let mut seq = 10_000;
+        let moved = h.scan_shard(si, mode, |s, i| {
+            if let Some((k, _)) = s.map.bucket(i) {
+                visited.push(k.to_vec());
+            }
+            if i == SCAN_RUN && !grown {
+                // As a writer would between runs: enough new keys to make the table grow.
+                grown = true;
+                let before = s.map.moves();
+                let mut n = 0u32;
+                while s.map.moves() == before {
+                    let k = routed_key(1_000_000 + n);
+                    h.apply_locked(s, &k, &w(seq, ValueKind::Put, b"v", None));
+                    seq += 1;
+                    n += 1;
+                }
+            }
+            true
+        });
+        assert!(moved);
+        let count = |k: &Vec<u8>| visited.iter().filter(|v| *v == k).count();
+        match mode {
+            ScanMode::Every => {
+                // Started over: the keys of the first run were seen twice, and every
+                // original key at least once after the restart.
+                assert!(visited.len() > keys.len(), "{} visits", visited.len());
+                assert!(keys.iter().all(|k| count(k) >= 1));
+                let twice = keys.iter().filter(|k| count(k) == 2).count();
+                assert!(twice > 0, "the first run was visited again");
+            }
+            ScanMode::Sweep => {
+                assert!(keys.iter().all(|k| count(k) <= 2));
+                assert!(visited.len() < keys.len() * 2);
+            }
+        }
+    }
+}
+
+/// Marking a flush persisted is exact even while writers make the table grow between
+/// the scan's runs, and packing's pick never returns a key twice.
+#[test]
+fn mark_persisted_and_pick_hold_under_concurrent_growth() {
+    let h = std::sync::Arc::new(HotKv::new());
+    let (_, keys) = one_shard_keys(&h, 4000);
+    for (i, k) in keys.iter().enumerate() {
+        h.apply(k, w(i as u64 + 1, ValueKind::Put, b"v", None));
+    }
+    let mut stream = h.dirty_stream();
+    stream.seek_to_first();
+    let mut streamed = 0;
+    while stream.valid() {
+        streamed += 1;
+        stream.next();
+    }
+    drop(stream);
+    assert_eq!(streamed, keys.len());
+    let writer = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            for n in 0..20_000u32 {
+                let k = routed_key(1_000_000 + n);
+                h.apply(&k, w(100_000 + n as u64, ValueKind::Put, b"v", None));
+            }
+        })
+    };
+    h.mark_frozen_persisted();
+    h.advance_epoch();
+    h.advance_epoch();
+    let (dirty, _) = h.pick_coldest(usize::MAX);
+    writer.join().unwrap();
+    for k in &keys {
+        let s = h.shards[h.shard_of(k)].read();
+        if let Some(e) = s.map.get(k) {
+            assert!(!e.is_dirty(), "streamed and committed, so persisted");
+        }
+    }
+    let mut sorted = dirty.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), dirty.len(), "no key picked twice");
+}
+
+/// Pruning scans only while some entry may hold several versions.
+#[test]
+fn pruning_runs_only_while_chains_exist() {
+    let h = HotKv::new();
+    h.apply(b"k", w(1, ValueKind::Put, b"a", None));
+    assert!(!h.chains.load(Ordering::Relaxed), "one version");
+    h.apply(b"k", w(2, ValueKind::Put, b"b", Some(1)));
+    assert!(
+        h.chains.load(Ordering::Relaxed),
+        "a snapshot kept the old version"
+    );
+    // Nothing is persisted yet: the chain stays, and so does the flag.
+    assert_eq!(h.prune_versions(), 0);
+    assert!(h.chains.load(Ordering::Relaxed));
+    h.mark_persisted(b"k", 2);
+    assert!(h.prune_versions() > 0);
+    assert!(!h.chains.load(Ordering::Relaxed), "no chain left");
+    assert_eq!(h.prune_versions(), 0);
+}
