@@ -4,15 +4,14 @@
 //! A full flush used to copy every dirty entry into one `Vec` and sort it, which doubled
 //! the hot tier's memory at the moment a checkpoint asked for a flush. The stream instead
 //! keeps one small batch per shard (each shard's ordered index is already sorted) and merges
-//! the 256 shards' batches with a heap, so it holds O(shards × batch) entries at a time.
+//! the 256 shards' batches with a tournament tree, so it holds O(shards × batch) entries at
+//! a time.
 //!
 //! Invariant: an entry is frozen (`frozen` = its newest sequence number) under its shard's
 //! write lock at the moment its versions are copied into a batch, so a later write never
 //! folds into what the stream copied; [`HotKv::mark_frozen_persisted`] then records, after
 //! the flush commits, exactly the versions the stream copied as persisted.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
@@ -90,12 +89,69 @@ struct Cursor {
     done: bool,
 }
 
+/// A tournament ("loser") tree over the shards' cursors: each internal node keeps the loser
+/// of the match below it and the overall winner sits apart, so moving the winning shard to
+/// its next entry replays one leaf-to-root path: log2(shards) key comparisons and no key
+/// copies (a binary heap of (key, shard) pairs cloned each key and compared about twice as
+/// often).
+struct LoserTree {
+    /// `losers[p]` for internal node `p` in `1..shards`; leaf `i` sits at `shards + i`.
+    losers: Vec<usize>,
+    winner: usize,
+}
+
+impl LoserTree {
+    /// Plays every match bottom-up. `less(a, b)`: shard `a`'s front sorts before `b`'s.
+    fn build(shards: usize, less: impl Fn(usize, usize) -> bool) -> Self {
+        assert!(shards >= 2 && shards.is_power_of_two());
+        let mut winners = vec![0; 2 * shards];
+        let mut losers = vec![0; shards];
+        for (i, w) in winners[shards..].iter_mut().enumerate() {
+            *w = i;
+        }
+        for p in (1..shards).rev() {
+            let (a, b) = (winners[2 * p], winners[2 * p + 1]);
+            let (w, l) = if less(b, a) { (b, a) } else { (a, b) };
+            winners[p] = w;
+            losers[p] = l;
+        }
+        LoserTree {
+            losers,
+            winner: winners[1],
+        }
+    }
+
+    /// Replays the path of the winner's leaf after its front changed.
+    fn replay(&mut self, less: impl Fn(usize, usize) -> bool) {
+        let shards = self.losers.len();
+        let mut cand = self.winner;
+        let mut p = (shards + cand) / 2;
+        while p >= 1 {
+            if less(self.losers[p], cand) {
+                std::mem::swap(&mut self.losers[p], &mut cand);
+            }
+            p /= 2;
+        }
+        self.winner = cand;
+    }
+}
+
+/// Shard `a`'s front key sorts before shard `b`'s (an exhausted shard sorts last; keys are
+/// unique across shards).
+fn front_less(cursors: &[Cursor], a: usize, b: usize) -> bool {
+    match (cursors[a].batch.front(), cursors[b].batch.front()) {
+        (Some(x), Some(y)) => x[..] < y[..],
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
 /// See the module documentation. Created by [`HotKv::dirty_stream`].
 pub struct DirtyStream<'a> {
     hot: &'a HotKv,
     cursors: Vec<Cursor>,
-    /// (front key, shard) of every shard whose batch is not empty.
-    heads: BinaryHeap<Reverse<(HotKey, usize)>>,
+    /// The merge of the shards' fronts (built by `seek_to_first`).
+    tree: Option<LoserTree>,
     /// The shard whose front entry is current, and which of its versions.
     current: Option<(usize, usize)>,
     ikey: Vec<u8>,
@@ -111,7 +167,7 @@ impl HotKv {
         DirtyStream {
             hot: self,
             cursors: Vec::new(),
-            heads: BinaryHeap::new(),
+            tree: None,
             current: None,
             ikey: Vec::new(),
             started: false,
@@ -210,17 +266,13 @@ impl HotKv {
 }
 
 impl DirtyStream<'_> {
-    fn push_head(&mut self, si: usize) {
-        let c = &mut self.cursors[si];
-        self.hot.fill(si, c);
-        if let Some(k) = c.batch.front() {
-            self.heads.push(Reverse((k.clone(), si)));
-        }
-    }
-
-    /// Makes the smallest head current (its newest version).
+    /// Makes the winning shard's front entry current (its newest version), or ends the
+    /// stream when every shard is exhausted.
     fn settle(&mut self) {
-        self.current = self.heads.pop().map(|Reverse((_, si))| (si, 0));
+        self.current = self.tree.as_ref().and_then(|t| {
+            let si = t.winner;
+            self.cursors[si].batch.front().map(|_| (si, 0))
+        });
         self.build_key();
     }
 
@@ -248,10 +300,11 @@ impl InternalIterator for DirtyStream<'_> {
             self.hot.thaw_frozen();
         }
         self.cursors = (0..SHARDS).map(|_| Cursor::default()).collect();
-        self.heads.clear();
-        for si in 0..SHARDS {
-            self.push_head(si);
+        for (si, c) in self.cursors.iter_mut().enumerate() {
+            self.hot.fill(si, c);
         }
+        let cursors = &self.cursors;
+        self.tree = Some(LoserTree::build(SHARDS, |a, b| front_less(cursors, a, b)));
         self.settle();
     }
 
@@ -271,8 +324,13 @@ impl InternalIterator for DirtyStream<'_> {
             self.build_key();
             return;
         }
-        self.cursors[si].batch.pos += 1;
-        self.push_head(si);
+        let c = &mut self.cursors[si];
+        c.batch.pos += 1;
+        self.hot.fill(si, c);
+        let cursors = &self.cursors;
+        if let Some(t) = self.tree.as_mut() {
+            t.replay(|a, b| front_less(cursors, a, b));
+        }
         self.settle();
     }
 
@@ -287,5 +345,48 @@ impl InternalIterator for DirtyStream<'_> {
 
     fn status(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoserTree;
+
+    /// The tree yields the union of sorted runs in order, whatever the runs' lengths
+    /// (empty ones included), replaying one path per step.
+    #[test]
+    fn loser_tree_merges_sorted_runs() {
+        for shards in [2usize, 4, 16, 256] {
+            let runs: Vec<Vec<u64>> = (0..shards as u64)
+                .map(|r| {
+                    let len = (r * 7919) % 13;
+                    (0..len)
+                        .map(|i| (i * 1000 + r * 31) % 100_003)
+                        .collect::<Vec<_>>()
+                })
+                .map(|mut v| {
+                    v.sort_unstable();
+                    v.dedup();
+                    v
+                })
+                .collect();
+            let mut pos = vec![0usize; shards];
+            let front = |pos: &[usize], i: usize| runs[i].get(pos[i]).copied();
+            let less = |pos: &[usize], a: usize, b: usize| match (front(pos, a), front(pos, b)) {
+                (Some(x), Some(y)) => (x, a) < (y, b),
+                (Some(_), None) => true,
+                _ => false,
+            };
+            let mut tree = LoserTree::build(shards, |a, b| less(&pos, a, b));
+            let mut out = Vec::new();
+            while let Some(v) = front(&pos, tree.winner) {
+                out.push(v);
+                pos[tree.winner] += 1;
+                tree.replay(|a, b| less(&pos, a, b));
+            }
+            let mut all: Vec<u64> = runs.concat();
+            all.sort_unstable();
+            assert_eq!(out, all, "{shards} shards");
+        }
     }
 }
