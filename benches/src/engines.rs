@@ -311,15 +311,15 @@ mod rocks {
             for n in CFS {
                 let cf = self.db.cf_handle(n).expect("column family");
                 let prop = |p: &str| self.db.property_value_cf(cf, p).ok().flatten();
-                let files = prop("rocksdb.num-files-at-level0").map(|l0| {
-                    let lv: Vec<String> = (0..7)
-                        .map(|i| {
-                            prop(&format!("rocksdb.num-files-at-level{i}")).unwrap_or_default()
-                        })
-                        .collect();
-                    (l0, lv.join(", "))
-                });
-                let Some((l0, levels)) = files else { continue };
+                let Some(l0) = prop("rocksdb.num-files-at-level0") else {
+                    continue;
+                };
+                let levels = std::iter::once(l0.clone())
+                    .chain((1..7).map(|i| {
+                        prop(&format!("rocksdb.num-files-at-level{i}")).unwrap_or_default()
+                    }))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let live = prop("rocksdb.estimate-live-data-size").unwrap_or_default();
                 if l0 == "0" && live == "0" {
                     continue;
